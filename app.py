@@ -1,0 +1,25 @@
+"""ScanSight: the Streamlit entry point (navigation, notice). Run with `streamlit run app.py`."""
+
+import streamlit as st
+
+from pages.common import DISCLAIMER, current_upload
+
+st.set_page_config(page_title="ScanSight", page_icon="🩻", layout="wide")
+
+navigation = st.navigation(
+    {
+        "ScanSight": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+        "Chest X-ray": [
+            st.Page("pages/upload.py", title="Upload", icon="📤"),
+            st.Page("pages/preprocessing.py", title="Preprocessing preview", icon="🎛️"),
+            st.Page("pages/prediction.py", title="Prediction", icon="🔎"),
+        ],
+    }
+)
+
+with st.sidebar:
+    upload = current_upload()
+    st.caption(f"Current image: **{upload.name or 'unnamed'}**" if upload else "No image uploaded yet.")
+    st.warning(DISCLAIMER, icon="⚕️")
+
+navigation.run()

@@ -1,0 +1,116 @@
+"""Model cards: the JSON file beside each `.keras` file in weights/ (torchxrayvision-style metadata)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelCardError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class InputSpec:
+    """What the network reads: size, channels and value range after preprocessing."""
+
+    height: int
+    width: int
+    channels: int = 1
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass
+class ModelCard:
+    """Everything the app and the CLIs need to know about one model."""
+
+    name: str
+    task: str
+    title: str
+    modality: str
+    weights: str
+    classes: list[str]
+    input: InputSpec
+    preprocessing: list[dict[str, Any]]
+    positive_class: str | None = None
+    threshold: float | None = None
+    threshold_method: str = ""
+    temperature: float = 1.0
+    calibration_method: str = ""
+    sha256: str = ""
+    description: str = ""
+    architecture: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    limits: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def weights_path(self) -> Path:
+        base = self.path.parent if self.path else WEIGHTS_DIR
+        return base / self.weights
+
+    @property
+    def positive_index(self) -> int | None:
+        return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        out["input"]["value_range"] = list(self.input.value_range)
+        return out
+
+    def save(self, path: Path | None = None) -> Path:
+        target = Path(path or self.path or WEIGHTS_DIR / f"{self.name}.json")
+        target.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        self.path = target
+        return target
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> ModelCard:
+        try:
+            raw = dict(raw)
+            spec = dict(raw.pop("input"))
+            spec["value_range"] = tuple(spec.get("value_range", (0.0, 1.0)))
+            known = set(cls.__dataclass_fields__) - {"path", "input"}
+            extra = set(raw) - known
+            if extra:
+                raise ModelCardError(f"Model card has unknown fields: {sorted(extra)}")
+            return cls(input=InputSpec(**spec), path=path, **raw)
+        except (KeyError, TypeError) as error:
+            raise ModelCardError(f"Model card {path or ''} is invalid: {error}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ModelCardError(f"Model card {path} cannot be read: {error}") from None
+        return cls.from_dict(raw, path=Path(path))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_cards(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
+    """All model cards in `weights_dir` whose weights file exists, by name."""
+    cards = {}
+    for path in sorted(Path(weights_dir).glob("*.json")):
+        if path.name.endswith(".eval.json"):
+            continue
+        try:
+            card = ModelCard.load(path)
+        except ModelCardError:
+            continue
+        if card.weights_path.exists():
+            cards[card.name] = card
+    return cards

@@ -1,0 +1,148 @@
+"""DICOM decoding through pydicom: modality LUT, VOI LUT or window, MONOCHROME1 inversion, frames."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from pydicom.multival import MultiValue
+
+from core.errors import CorruptImageError, ImageTooLargeError, UnsupportedFileError
+from core.loading import (
+    MAX_FRAMES,
+    MAX_PIXELS,
+    PATIENT_FIELDS,
+    TECHNICAL_FIELDS,
+    LoadedImage,
+    rescale_to_unit,
+)
+
+
+def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float] | None = None) -> LoadedImage:
+    """Decode DICOM bytes. `window` = (centre, width) overrides the file's own window."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CorruptImageError(f"The DICOM file could not be read; it looks damaged or truncated ({error}).") from None
+    truncated = any("end of file" in str(warning.message).lower() for warning in caught)
+    has_meta = bool(getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None))
+    if "PixelData" not in dataset and "FloatPixelData" not in dataset:
+        if truncated:
+            raise CorruptImageError("The DICOM file ends early (it is truncated): its image is missing.")
+        if not has_meta and not hasattr(dataset, "SOPClassUID") and not hasattr(dataset, "Modality"):
+            raise UnsupportedFileError("This file is neither an image nor a DICOM file ScanSight can read.")
+        raise CorruptImageError(
+            "This DICOM file holds no image (it has no pixel data): it may be a report or a series index."
+        )
+
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    n_frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    if rows * columns > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"The DICOM image is {columns} x {rows} pixels; ScanSight reads images up to "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels."
+        )
+    if n_frames > MAX_FRAMES:
+        raise ImageTooLargeError(f"The DICOM file has {n_frames} frames; ScanSight reads up to {MAX_FRAMES}.")
+
+    pixels = _decode_pixels(dataset)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if samples == 1:
+        if n_frames == 1 and pixels.ndim == 2:
+            pixels = pixels[np.newaxis]
+        if not all_frames:
+            pixels = pixels[:1]
+        frames = np.stack([_grey_frame(dataset, frame, index, window) for index, frame in enumerate(pixels)])
+    else:
+        if n_frames == 1 and pixels.ndim == 3:
+            pixels = pixels[np.newaxis]
+        if not all_frames:
+            pixels = pixels[:1]
+        frames = rescale_to_unit(pixels.astype(np.float32))
+
+    return LoadedImage(
+        frames=frames.astype(np.float32),
+        source_format="dicom",
+        modality=_text(dataset, "Modality"),
+        body_part=_text(dataset, "BodyPartExamined"),
+        pixel_spacing_mm=_pixel_spacing(dataset),
+        bits_stored=int(dataset.get("BitsStored", 0) or 0) or None,
+        technical={name: _text(dataset, name) for name in TECHNICAL_FIELDS if _text(dataset, name)},
+        patient={name: _text(dataset, name) for name in PATIENT_FIELDS if _text(dataset, name)},
+    )
+
+
+def _decode_pixels(dataset) -> np.ndarray:
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    syntax_name = getattr(syntax, "name", str(syntax or "unknown"))
+    try:
+        return np.asarray(dataset.pixel_array)
+    except NotImplementedError:
+        raise UnsupportedFileError(
+            f"This DICOM file is compressed as '{syntax_name}', which ScanSight cannot decode. "
+            "Export it uncompressed (Explicit VR Little Endian) and upload it again."
+        ) from None
+    except (RuntimeError, ValueError, EOFError, OSError, KeyError, AttributeError, TypeError, IndexError) as error:
+        message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        if "plugin" in message.lower() or "no available" in message.lower():
+            raise UnsupportedFileError(
+                f"This DICOM file is compressed as '{syntax_name}' and no installed decoder reads it."
+            ) from None
+        raise CorruptImageError(
+            f"The DICOM pixel data could not be decoded; the file looks damaged or truncated ({message})."
+        ) from None
+
+
+def _grey_frame(dataset, frame: np.ndarray, index: int, window: tuple[float, float] | None) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(frame, dataset).astype(np.float32)
+    if window is not None:
+        centre, width = window
+        unit = np.clip((values - (centre - width / 2)) / max(width, 1e-6), 0, 1)
+    elif "WindowCenter" in dataset or "VOILUTSequence" in dataset:
+        try:
+            unit = rescale_to_unit(np.asarray(apply_voi_lut(values, dataset, index=0), dtype=np.float32))
+        except (ValueError, TypeError, IndexError, AttributeError):
+            unit = _robust_unit(values)
+    else:
+        unit = _robust_unit(values)
+    if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit.astype(np.float32)
+
+
+def _robust_unit(values: np.ndarray) -> np.ndarray:
+    """Rescale to [0, 1] between the 0.1st and 99.9th percentiles (ignores a few hot pixels)."""
+    low, high = np.percentile(values, [0.1, 99.9])
+    if high <= low:
+        return rescale_to_unit(values)
+    return np.clip((values - low) / (high - low), 0, 1).astype(np.float32)
+
+
+def _text(dataset, name: str) -> str:
+    value = dataset.get(name, None)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | MultiValue):
+        return "\\".join(str(item) for item in value)
+    return str(value).strip()
+
+
+def _pixel_spacing(dataset) -> tuple[float, float] | None:
+    for name in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = dataset.get(name, None)
+        if value is not None and len(value) == 2:
+            try:
+                row, column = float(value[0]), float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if row > 0 and column > 0:
+                return row, column
+    return None

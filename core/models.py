@@ -1,0 +1,176 @@
+"""Models: network builders, and `ScanModel`, a Keras model that carries its card.
+
+Networks are flat functional Keras models (tf-keras-vis needs that) whose last layer outputs
+logits named ``logits``; the softmax, the calibration temperature and the decision threshold are
+applied here from the card, so the same weights can be recalibrated without retraining.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cards import WEIGHTS_DIR, ModelCard, list_cards, sha256_of
+from core.errors import ModelCardError, ScanSightError
+from core.loading import LoadedImage
+from core.preprocessing import Compose, build_pipeline
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LAST_CONV = "last_conv"
+
+
+def build_classifier(
+    input_shape: tuple[int, int, int],
+    n_classes: int,
+    widths: tuple[int, ...] = (16, 32, 64, 128, 192),
+    dropout: float = 0.3,
+    stem_stride: int = 2,
+    name: str = "scansight_cnn",
+):
+    """A compact VGG-style CNN: a strided stem, then conv-BN-ReLU x2 per stage with max-pooling; logits."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for stage, width in enumerate(widths):
+        last_stage = stage == len(widths) - 1
+        stride = stem_stride if stage == 0 else 1
+        x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"s{stage}_conv1")(x)
+        x = layers.BatchNormalization(name=f"s{stage}_bn1")(x)
+        x = layers.Activation("relu", name=f"s{stage}_relu1")(x)
+        conv_name = LAST_CONV if last_stage else f"s{stage}_conv2"
+        if stage == 0:
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
+        else:
+            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
+        x = layers.BatchNormalization(name=f"s{stage}_bn2")(x)
+        x = layers.Activation("relu", name=f"s{stage}_relu2")(x)
+        if stage < len(widths) - 2:  # the last two stages share the final (input / 16) grid
+            x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@dataclass
+class Prediction:
+    """One model's answer for one image."""
+
+    model: str
+    classes: list[str]
+    probabilities: dict[str, float]
+    label: str
+    threshold: float | None
+    positive_class: str | None
+    logits: list[float]
+
+    @property
+    def positive_probability(self) -> float | None:
+        return None if self.positive_class is None else self.probabilities[self.positive_class]
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class ScanModel:
+    """A trained network plus its card: preprocessing, classes, temperature and threshold."""
+
+    def __init__(self, card: ModelCard, keras_model: Any):
+        self.card = card
+        self.keras_model = keras_model
+        self.pipeline: Compose = build_pipeline(card.preprocessing)
+        self._forward = None
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def classes(self) -> list[str]:
+        return self.card.classes
+
+    @classmethod
+    def load(cls, name_or_card: str | ModelCard, weights_dir: Path = WEIGHTS_DIR, verify: bool = True) -> ScanModel:
+        """Load a model through its card (sha256 checked, Keras safe_mode on)."""
+        import keras
+
+        if isinstance(name_or_card, ModelCard):
+            card = name_or_card
+        else:
+            path = Path(weights_dir) / f"{name_or_card}.json"
+            if not path.exists():
+                raise ModelCardError(f"No model named '{name_or_card}' in {weights_dir}.")
+            card = ModelCard.load(path)
+        if not card.weights_path.exists():
+            raise ModelCardError(f"Weights file {card.weights_path.name} for model '{card.name}' is missing.")
+        if verify and card.sha256 and sha256_of(card.weights_path) != card.sha256:
+            raise ModelCardError(f"Weights file {card.weights_path.name} does not match the sha256 in its card.")
+        keras_model = keras.models.load_model(card.weights_path, compile=False, safe_mode=True)
+        return cls(card, keras_model)
+
+    def prepare(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
+        """Preprocess one image into the network's (H, W, C) float32 input."""
+        pixels = image.frame(frame) if isinstance(image, LoadedImage) else np.asarray(image, dtype=np.float32)
+        channels = self.card.input.channels
+        if channels == 1 and pixels.ndim == 3:
+            pixels = pixels[..., :3].mean(axis=-1)
+        prepared = self.pipeline(pixels)
+        if prepared.ndim == 2:
+            prepared = prepared[..., np.newaxis]
+        if prepared.shape[-1] != channels:
+            prepared = np.repeat(prepared[..., :1], channels, axis=-1)
+        expected = (self.card.input.height, self.card.input.width, channels)
+        if prepared.shape != expected:
+            raise ScanSightError(f"Preprocessing gave shape {prepared.shape}, the model expects {expected}.")
+        return prepared.astype(np.float32)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw logits for a prepared batch (N, H, W, C); a compiled function, no Keras `predict` overhead."""
+        import tensorflow as tf
+
+        if self._forward is None:
+            model = self.keras_model
+            self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        return self._forward(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(batch), self.card.temperature)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Class indices: the threshold on the positive class when there is one, argmax otherwise."""
+        probabilities = np.atleast_2d(probabilities)
+        positive = self.card.positive_index
+        if positive is not None and self.card.threshold is not None and len(self.classes) == 2:
+            return np.where(probabilities[:, positive] >= self.card.threshold, positive, 1 - positive)
+        return probabilities.argmax(axis=-1)
+
+    def predict(self, image: LoadedImage | np.ndarray, frame: int = 0) -> Prediction:
+        prepared = self.prepare(image, frame)
+        logits = self.logits(prepared[np.newaxis])[0]
+        probabilities = softmax(logits, self.card.temperature)
+        index = int(self.decide(probabilities)[0])
+        return Prediction(
+            model=self.name,
+            classes=list(self.classes),
+            probabilities={name: float(p) for name, p in zip(self.classes, probabilities, strict=True)},
+            label=self.classes[index],
+            threshold=self.card.threshold,
+            positive_class=self.card.positive_class,
+            logits=[float(value) for value in logits],
+        )
+
+
+def available_models(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
+    """Cards of every committed model, by name."""
+    return list_cards(weights_dir)

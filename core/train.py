@@ -1,0 +1,302 @@
+"""Training CLI: ``python -m core.train pneumonia --data ../shared/data/chest_xray/train --out weights/``.
+
+Validation is split from the training folder by patient; the decision threshold (Youden's J) and
+the calibration temperature (validation NLL) are chosen on validation only. The test set is never
+read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cards import InputSpec, ModelCard, sha256_of
+from core.data import Sample, list_labelled, list_pneumonia_types, load_arrays, split_by_patient
+from core.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
+from core.models import ScanModel, build_classifier, softmax
+
+
+@dataclass
+class ClassifierTask:
+    """How to train one image classifier."""
+
+    name: str
+    title: str
+    modality: str
+    classes: list[str]
+    positive_class: str | None
+    list_samples: Callable[[Path], list[Sample]]
+    description: str = ""
+    limits: list[str] = field(default_factory=list)
+
+
+CLASSIFIER_TASKS: dict[str, ClassifierTask] = {
+    "pneumonia": ClassifierTask(
+        name="pneumonia",
+        title="Pneumonia vs normal (paediatric chest X-ray)",
+        modality="chest-xray",
+        classes=["NORMAL", "PNEUMONIA"],
+        positive_class="PNEUMONIA",
+        list_samples=lambda root: list_labelled(root, ["NORMAL", "PNEUMONIA"]),
+        description="Frontal chest X-ray -> probability of pneumonia (bacterial or viral).",
+        limits=[
+            "Trained on paediatric (age 1-5) AP chest X-rays from one hospital in Guangzhou; adult images, "
+            "lateral views and other hospitals are outside what it has seen.",
+            "A teaching and demo tool, not a diagnosis.",
+        ],
+    ),
+    "pneumonia-type": ClassifierTask(
+        name="pneumonia-type",
+        title="Normal / bacterial / viral pneumonia (paediatric chest X-ray)",
+        modality="chest-xray",
+        classes=["NORMAL", "BACTERIAL", "VIRAL"],
+        positive_class=None,
+        list_samples=list_pneumonia_types,
+        description="Frontal chest X-ray -> normal, bacterial or viral pneumonia.",
+        limits=["Bacterial and viral pneumonia look alike on X-ray; expect confusion between them."],
+    ),
+}
+
+
+def chest_preprocessing(size: int) -> list[dict[str, Any]]:
+    return [{"name": "grey"}, {"name": "resize", "size": [size, size]}, {"name": "normalise"}]
+
+
+def _augmenter(seed: int):
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+            layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 1),
+            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
+            layers.RandomContrast(0.2, seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def train_classifier(
+    task_name: str,
+    data_dir: Path,
+    out_dir: Path,
+    size: int = 160,
+    epochs: int = 40,
+    batch_size: int = 32,
+    patience: int = 8,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    validation_fraction: float = 0.15,
+    widths: Sequence[int] = (16, 32, 64, 128, 192),
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ModelCard:
+    """Train, calibrate and save one classifier; returns its card (saved beside the weights)."""
+    import keras
+    import tensorflow as tf
+
+    task = CLASSIFIER_TASKS[task_name]
+    keras.utils.set_random_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    samples = task.list_samples(Path(data_dir))
+    if limit:
+        rng = np.random.default_rng(seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False))]
+    train, validation = split_by_patient(samples, validation_fraction, seed)
+    log(
+        f"{task_name}: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
+        f"train {len(train)} / validation {len(validation)} images (split by patient, seed {seed})"
+    )
+
+    card = ModelCard(
+        name=task.name,
+        task=task.name,
+        title=task.title,
+        modality=task.modality,
+        weights=f"{task.name}.keras",
+        classes=list(task.classes),
+        positive_class=task.positive_class,
+        input=InputSpec(height=size, width=size, channels=1),
+        preprocessing=chest_preprocessing(size),
+        description=task.description,
+        limits=list(task.limits),
+    )
+    preparer = ScanModel(card, keras_model=None)
+    x_train = load_arrays([s.path for s in train], preparer.prepare)
+    x_val = load_arrays([s.path for s in validation], preparer.prepare)
+    y_train = np.array([s.label for s in train])
+    y_val = np.array([s.label for s in validation])
+
+    n_classes = len(task.classes)
+    counts = np.bincount(y_train, minlength=n_classes)
+    class_weight = {i: float(len(y_train) / (n_classes * max(c, 1))) for i, c in enumerate(counts)}
+    log(f"class counts (train) {counts.tolist()}, class weights {class_weight}")
+
+    model = build_classifier(
+        (size, size, 1), n_classes, widths=tuple(widths), name=f"{task.name.replace('-', '_')}_cnn"
+    )
+    steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps_per_epoch * epochs, alpha=0.05)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    log(f"model: {model.count_params():,} parameters, input {size}x{size}x1")
+
+    augment = _augmenter(seed)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(
+            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    forward = tf.function(lambda x: model(x, training=False))
+
+    def validation_logits() -> np.ndarray:
+        return np.concatenate([forward(x_val[i : i + 128]).numpy() for i in range(0, len(x_val), 128)])
+
+    def score(logits: np.ndarray) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        probabilities = softmax(logits)
+        if n_classes == 2:
+            return float(roc_auc_score(y_val, probabilities[:, 1]))
+        return multiclass_metrics(y_val, probabilities, task.classes)["macro_f1"]
+
+    best = {"score": -1.0, "epoch": 0, "weights": None}
+    checkpoint = out_dir / ".checkpoints"
+    checkpoint.mkdir(exist_ok=True)
+    history = []
+
+    class Monitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            value = score(validation_logits())
+            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_score": value})
+            marker = ""
+            if value > best["score"]:
+                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
+                model.save(checkpoint / f"{task.name}.keras")
+                marker = " *"
+            log(
+                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation "
+                f"{'AUC' if n_classes == 2 else 'macro-F1'} {value:.4f}{marker} ({time.time() - started:.0f}s)"
+            )
+            if epoch + 1 - best["epoch"] >= patience:
+                log(f"early stop: no improvement for {patience} epochs")
+                self.model.stop_training = True
+
+    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[Monitor()], verbose=0)
+    model.set_weights(best["weights"])
+
+    logits = validation_logits()
+    temperature, nll_before, nll_after = fit_temperature(logits, y_val)
+    probabilities = softmax(logits, temperature)
+    card.temperature = round(temperature, 4)
+    card.calibration_method = f"temperature scaling on the validation split (NLL {nll_before:.4f} -> {nll_after:.4f})"
+    if n_classes == 2:
+        card.threshold = round(youden_threshold(y_val, probabilities[:, 1]), 4)
+        card.threshold_method = "Youden's J (max sensitivity + specificity - 1) on the validation split"
+        validation_metrics = binary_metrics(y_val, probabilities[:, 1], card.threshold)
+    else:
+        card.threshold_method = "argmax of the calibrated probabilities"
+        validation_metrics = multiclass_metrics(y_val, probabilities, task.classes)
+
+    weights_path = out_dir / card.weights
+    export_model(model, weights_path)
+    card.sha256 = sha256_of(weights_path)
+    card.architecture = (
+        f"compact VGG-style CNN from scratch: stages {list(widths)} (conv + separable conv, BN, ReLU, max-pool), "
+        f"global average pooling, dropout 0.3, dense logits; {model.count_params():,} parameters"
+    )
+    card.data = {
+        "source": "Kermany et al. 2018 paediatric chest X-rays (chest_xray/train)",
+        "train_dir": str(data_dir),
+        "split": f"validation = {validation_fraction:.0%} of patients (stratified, seed {seed}); no patient in both",
+        "n_train": len(train),
+        "n_validation": len(validation),
+        "n_patients_train": len({s.patient for s in train}),
+        "n_patients_validation": len({s.patient for s in validation}),
+        "test": "official 624-image test set (chest_xray/test), never used for training, tuning or the threshold",
+    }
+    card.training = {
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "batch_size": batch_size,
+        "optimiser": f"AdamW lr {learning_rate} cosine decay, weight decay 1e-4",
+        "loss": "cross-entropy with balanced class weights",
+        "augmentation": "rotation +-11 deg, zoom +-10%, shift +-6%, contrast +-20%",
+        "early_stopping": f"validation {'AUC' if n_classes == 2 else 'macro-F1'}, patience {patience}",
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+        "command": " ".join(["python -m core.train", *sys.argv[1:]]) if sys.argv[0].endswith("train.py") else "",
+        "history": history,
+    }
+    card.metrics = {"validation": validation_metrics}
+    card.save(out_dir / f"{card.name}.json")
+    log(
+        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and its card; validation: "
+        + json.dumps({k: v for k, v in validation_metrics.items() if isinstance(v, float)}, indent=None)
+    )
+    return card
+
+
+def export_model(model, path: Path) -> None:
+    """Save the network alone (no optimiser state): smaller files, same predictions."""
+    import keras
+
+    clean = keras.Model.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    clean.save(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS))
+    parser.add_argument("--data", type=Path, required=True, help="training folder (holds NORMAL/ and PNEUMONIA/)")
+    parser.add_argument("--out", type=Path, default=Path("weights"))
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use a random subset (smoke runs)")
+    parser.add_argument("--widths", type=str, default="16,32,64,128,192")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        parser.error(f"{args.data} is not a folder")
+    train_classifier(
+        args.task,
+        args.data,
+        args.out,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        learning_rate=args.lr,
+        seed=args.seed,
+        limit=args.limit,
+        widths=[int(w) for w in args.widths.split(",")],
+        log=lambda message: print(message, flush=True),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

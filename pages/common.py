@@ -1,0 +1,106 @@
+"""Shared UI pieces for the pages: cached loaders, the current upload, error display. UI only."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.cards import ModelCard
+from core.errors import ScanSightError
+from core.loading import LoadedImage, load_image
+from core.models import ScanModel, available_models
+
+DISCLAIMER = (
+    "ScanSight is a teaching and demonstration tool. It is **not a medical device** and does "
+    "**not** give a diagnosis: never use its output to make clinical decisions."
+)
+
+
+@dataclass
+class Upload:
+    """The user's file, kept in this browser session's memory only."""
+
+    name: str
+    data: bytes
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def get_model(name: str) -> ScanModel:
+    """Each model is loaded once per server process."""
+    return ScanModel.load(name)
+
+
+@st.cache_data(show_spinner=False)
+def model_cards() -> dict[str, ModelCard]:
+    return available_models()
+
+
+def current_upload() -> Upload | None:
+    return st.session_state.get("upload")
+
+
+def set_upload(name: str, data: bytes) -> None:
+    st.session_state["upload"] = Upload(name=name, data=data)
+    st.session_state.pop("loaded", None)
+
+
+def clear_upload() -> None:
+    for key in ("upload", "loaded", "results"):
+        st.session_state.pop(key, None)
+
+
+def loaded_image() -> LoadedImage | ScanSightError | None:
+    """The decoded current upload (memoised in the session), or the error it raised."""
+    upload = current_upload()
+    if upload is None:
+        return None
+    memo = st.session_state.get("loaded")
+    if memo is None or memo[0] != upload.key:
+        try:
+            result: LoadedImage | ScanSightError = load_image(upload.data, upload.name)
+        except ScanSightError as error:
+            result = error
+        st.session_state["loaded"] = (upload.key, result)
+        memo = st.session_state["loaded"]
+    return memo[1]
+
+
+def show_error(error: ScanSightError) -> None:
+    st.error(str(error), icon="⚠️")
+    st.info(error.hint, icon="💡")
+
+
+def require_image() -> LoadedImage | None:
+    """The current image, or a message saying why there is none (then the page stops drawing)."""
+    image = loaded_image()
+    if image is None:
+        st.info("No image yet: upload a chest X-ray on the **Upload** page first.", icon="📤")
+        st.page_link("pages/upload.py", label="Go to Upload", icon="📤")
+        return None
+    if isinstance(image, ScanSightError):
+        show_error(image)
+        return None
+    return image
+
+
+def frame_picker(image: LoadedImage, key: str) -> int:
+    if image.n_frames <= 1:
+        return 0
+    return int(st.slider("Frame", 1, image.n_frames, 1, key=key)) - 1
+
+
+def modality_warnings(image: LoadedImage, card: ModelCard) -> list[str]:
+    """Warnings when the DICOM header says the image does not fit the model."""
+    warnings = []
+    if card.modality == "chest-xray":
+        if image.modality and image.modality.upper() not in {"CR", "DX", "DR", "RG", "OT"}:
+            warnings.append(f"The DICOM header says modality **{image.modality}**, not a radiograph (CR/DX).")
+        if image.body_part and "CHEST" not in image.body_part.upper() and "THORAX" not in image.body_part.upper():
+            warnings.append(f"The DICOM header says body part **{image.body_part}**, not the chest.")
+    return warnings

@@ -1,0 +1,87 @@
+"""Prediction: probabilities, the threshold, and the Grad-CAM heatmap over the image."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
+from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
+
+st.title("🔎 Prediction")
+
+image = require_image()
+if image is None:
+    st.stop()
+cards = model_cards()
+if not cards:
+    st.error("No trained model is installed in `weights/`.")
+    st.stop()
+
+names = list(cards)
+name = st.selectbox("Question", names, format_func=lambda n: cards[n].title, key="pred_model")
+card = cards[name]
+for warning in modality_warnings(image, card):
+    st.warning(warning + " The model was not trained on such images: treat its answer with caution.", icon="🚫")
+
+controls = st.columns(3)
+method = controls[0].radio(
+    "Heatmap method", list(CAM_METHODS), format_func=CAM_METHODS.get, horizontal=True, key="pred_cam"
+)
+alpha = controls[1].slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="pred_alpha")
+with controls[2]:
+    frame = frame_picker(image, key="pred_frame")
+
+model = get_model(name)
+results = st.session_state.setdefault("results", {})
+key = (st.session_state["upload"].key, name, method, frame)
+if key not in results:
+    with st.spinner("Predicting…"):
+        prediction = model.predict(image, frame)
+        cam = heatmap(model, image, method=method, target_class=card.positive_class or prediction.label, frame=frame)
+    results.clear()
+    results[key] = (prediction, cam)
+prediction, cam = results[key]
+
+left, right = st.columns([3, 2])
+with left:
+    picture = image.frame(frame)
+    st.image(
+        overlay(picture, cam, alpha=alpha),
+        caption=f"{CAM_METHODS[method]} for '{card.positive_class or prediction.label}'",
+        width="stretch",
+    )
+    with st.expander("Original image"):
+        st.image(fit_for_display(to_rgb8(picture)), width="stretch")
+with right:
+    if prediction.positive_class:
+        p = prediction.positive_probability
+        verdict = "above" if p >= prediction.threshold else "below"
+        st.metric(f"P({prediction.positive_class})", f"{p:.1%}")
+        st.markdown(
+            f"Model answer: **{prediction.label}** — the probability is {verdict} the decision threshold "
+            f"**{prediction.threshold:.2f}** ({card.threshold_method})."
+        )
+    else:
+        st.markdown(f"Model answer: **{prediction.label}**")
+    figure = go.Figure(
+        go.Bar(
+            x=[prediction.probabilities[c] for c in prediction.classes],
+            y=prediction.classes,
+            orientation="h",
+            text=[f"{prediction.probabilities[c]:.1%}" for c in prediction.classes],
+            textposition="auto",
+        )
+    )
+    if prediction.threshold is not None:
+        figure.add_vline(x=prediction.threshold, line_dash="dash", annotation_text="threshold")
+    figure.update_layout(
+        xaxis={"range": [0, 1], "title": "probability"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
+    )
+    st.plotly_chart(figure, width="stretch")
+    test = card.metrics.get("test", {})
+    if test:
+        st.caption(
+            f"On {test['n']} held-out test images this model reached accuracy {test['accuracy']:.1%}, "
+            f"sensitivity {test['sensitivity']:.1%}, specificity {test['specificity']:.1%}, AUC {test['auc']:.3f}."
+        )
+    st.caption("Preprocessing: " + " → ".join(step["name"] for step in card.preprocessing))
+    st.caption("A heatmap shows where the network looked, not where disease is. Not a diagnosis.")

@@ -1,0 +1,59 @@
+"""Upload: read the file in memory, show it and its (non-identifying) header fields."""
+
+import streamlit as st
+
+from core.explain import fit_for_display, to_rgb8
+from core.loading import MAX_FILE_BYTES
+from pages.common import clear_upload, current_upload, frame_picker, loaded_image, set_upload, show_error
+
+st.title("📤 Upload")
+st.caption(
+    "PNG, JPEG, TIFF or DICOM (.dcm, or no extension). The file stays in this browser session's memory: "
+    "it is never written to disk or logged."
+)
+
+uploaded = st.file_uploader(
+    "Chest X-ray",
+    type=None,
+    accept_multiple_files=False,
+    key="uploader",
+    help=f"Up to {MAX_FILE_BYTES // 2**20} MB.",
+)
+if uploaded is not None:
+    current = current_upload()
+    data = uploaded.getvalue()
+    if current is None or current.name != uploaded.name or current.data != data:
+        set_upload(uploaded.name, data)
+
+upload = current_upload()
+if upload is None:
+    st.info("Choose a file above to begin.", icon="📤")
+    st.stop()
+
+image = loaded_image()
+left, right = st.columns([3, 2])
+with right:
+    st.markdown(f"**File:** {upload.name or 'unnamed'} ({len(upload.data) / 1e6:.2f} MB)")
+    if st.button("Remove this image", icon="🗑️"):
+        clear_upload()
+        st.rerun()
+if not hasattr(image, "frames"):
+    show_error(image)
+    st.stop()
+
+with left:
+    frame = frame_picker(image, key="upload_frame")
+    st.image(fit_for_display(to_rgb8(image.frame(frame)), 768), caption=f"{image.shape[1]} x {image.shape[0]} pixels")
+with right:
+    st.markdown(
+        f"**Format:** {image.source_format.upper()}, {image.shape[1]} x {image.shape[0]} pixels"
+        + (f", {image.n_frames} frames" if image.n_frames > 1 else "")
+    )
+    if image.technical:
+        st.markdown("**Image header**")
+        st.table({"field": list(image.technical), "value": list(image.technical.values())})
+    if image.patient:
+        st.caption(f"This DICOM file holds {len(image.patient)} patient-identifying fields; they are hidden.")
+        if st.toggle("Show patient fields", value=False, key="show_patient"):
+            st.table({"field": list(image.patient), "value": list(image.patient.values())})
+    st.page_link("pages/prediction.py", label="Go to Prediction", icon="🔎")

@@ -1,0 +1,118 @@
+"""The Streamlit app through AppTest: every page renders, uploads work, bad uploads get a message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.cards import list_cards
+from tests.helpers import REPO, data_path, encode, png_bytes, synthetic_chest
+
+TIMEOUT = 60
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    visit(at, "pages/upload.py")
+    at.file_uploader[0].set_value((name, data, mime))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def all_text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
+    parts += [i.value for i in at.info] + [c.value for c in at.caption] + [t.value for t in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [caption for image in at.get("image") for caption in image.captions]
+
+
+def test_home_says_what_it_is_and_that_it_is_not_a_diagnosis():
+    at = start()
+    text = all_text(at)
+    assert "ScanSight" in text and "not a medical device" in text
+
+
+@pytest.mark.parametrize("page", ["pages/upload.py", "pages/preprocessing.py", "pages/prediction.py"])
+def test_pages_without_an_upload_say_what_to_do(page):
+    at = visit(start(), page)
+    assert "upload" in all_text(at).lower()
+
+
+def test_upload_then_preprocessing_preview():
+    at = upload(start(), "chest.png", png_bytes(synthetic_chest()))
+    assert "224 x 224" in all_text(at)
+    at = visit(at, "pages/preprocessing.py")
+    assert captions(at) == ["Original", "CLAHE", "Histogram equalisation", "Median denoising", "Lung crop"]
+    at.multiselect(key="pre_steps").set_value(["clahe", "lung_crop"]).run()
+    assert not at.exception and captions(at) == ["Original", "CLAHE", "Lung crop"]
+    at.radio(key="pre_mode").set_value("as a chain, in the order picked").run()
+    assert not at.exception
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("empty.png", b"", "empty"),
+        ("notes.png", b"these are my notes\n" * 20, "not an image"),
+        ("cut.jpg", encode(synthetic_chest(), "JPEG")[:500], "damaged or truncated"),
+        ("tiny.png", png_bytes(np.zeros((1, 1), np.uint8)), "too small"),
+    ],
+)
+def test_bad_upload_shows_a_message_not_a_traceback(name, data, expected):
+    at = upload(start(), name, data)
+    assert at.error and expected in at.error[0].value.lower()
+    assert at.info  # the hint on what to upload instead
+    at = visit(at, "pages/prediction.py")
+    assert at.error
+
+
+def test_patient_fields_are_hidden_until_asked():
+    path = data_path("dicom", "RG1_UNCR.dcm")
+    at = upload(start(), path.name, path.read_bytes(), "application/dicom")
+    assert "CompressedSamples" not in str(at.get("table")) + all_text(at)
+    at.toggle(key="show_patient").set_value(True).run()
+    assert "CompressedSamples" in str([t.value for t in at.table])
+
+
+needs_model = pytest.mark.skipif(not list_cards(), reason="no committed model in weights/")
+
+
+@needs_model
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_prediction_page_shows_probability_threshold_and_heatmap(method):
+    at = upload(start(), "chest.png", png_bytes(synthetic_chest()))
+    at = visit(at, "pages/prediction.py")
+    at.radio(key="pred_cam").set_value(method).run()
+    assert not at.exception
+    text = all_text(at)
+    assert "Model answer" in text and "threshold" in text
+    assert at.get("plotly_chart")
+    assert any(caption.startswith(("Grad-CAM", "Grad-CAM++")) for caption in captions(at))
+    at.slider(key="pred_alpha").set_value(0.8).run()
+    assert not at.exception
+
+
+@needs_model
+def test_prediction_on_a_real_dicom_and_a_wrong_body_part_warning():
+    path = data_path("dicom", "RG3_UNCR.dcm")
+    at = visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/prediction.py")
+    assert "EXTREMITY" in all_text(at)
+    assert "Model answer" in all_text(at)

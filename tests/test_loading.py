@@ -1,0 +1,176 @@
+"""Loading from bytes: formats, DICOM handling and typed errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import CorruptImageError, EmptyFileError, ImageTooLargeError, UnsupportedFileError
+from core.loading import load_image, sniff_format
+from tests.helpers import data_path, encode, png_bytes, synthetic_chest
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def bomb_png(side: int = 30000) -> bytes:
+    """A tiny file whose header claims side x side pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_grey_png_loads_as_unit_float():
+    image = load_image(png_bytes(synthetic_chest()), "x.png")
+    assert image.frames.shape == (1, 224, 224)
+    assert image.frames.dtype == np.float32
+    assert image.frames.min() >= 0.0 and image.frames.max() <= 1.0
+    assert image.source_format == "png" and not image.is_colour
+
+
+def test_grey_content_saved_as_rgb_jpeg_becomes_one_channel():
+    grey = synthetic_chest()
+    image = load_image(encode(np.stack([grey] * 3, axis=-1), "JPEG", quality=95), "x.jpeg")
+    assert image.frames.shape == (1, 224, 224)
+
+
+def test_colour_image_keeps_three_channels():
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    image = load_image(png_bytes(rgb), "red.png")
+    assert image.is_colour and image.frames.shape == (1, 64, 64, 3)
+
+
+def test_sixteen_bit_png_keeps_its_precision():
+    ramp = np.tile(np.linspace(0, 4095, 256).astype(np.uint16), (64, 1))
+    image = load_image(png_bytes(ramp), "ramp16.png")
+    assert len(np.unique(image.frames)) > 255  # not squashed to 8 bits
+    assert image.frames.min() == 0.0 and image.frames.max() == 1.0
+
+
+def test_multi_page_tiff_gives_frames():
+    pages = [Image.fromarray(np.full((32, 32), value, np.uint8)) for value in (10, 128, 250)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    image = load_image(buffer.getvalue(), "stack.tif")
+    assert image.n_frames == 3
+    assert image.frame(2).mean() > image.frame(0).mean()
+
+
+def test_format_is_read_from_content_not_extension():
+    data = encode(synthetic_chest(), "JPEG")
+    assert sniff_format(data) == "jpeg"
+    assert load_image(data, "misnamed.png").source_format == "jpeg"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", EmptyFileError),
+        (b"patient notes, not an image\n" * 10, UnsupportedFileError),
+        (png_bytes(synthetic_chest())[:300], CorruptImageError),
+        (encode(synthetic_chest(), "JPEG")[:400], CorruptImageError),
+        (bomb_png(), ImageTooLargeError),
+        (encode(np.zeros((1, 1), np.uint8), "PNG"), UnsupportedFileError),
+        (encode(np.zeros((32, 32), np.uint8), "GIF"), UnsupportedFileError),
+        (encode(np.zeros((32, 32, 3), np.uint8), "BMP"), UnsupportedFileError),
+    ],
+    ids=["empty", "text", "truncated-png", "truncated-jpeg", "bomb", "1x1", "gif", "bmp"],
+)
+def test_bad_input_raises_a_typed_error_with_a_message(data, error):
+    with pytest.raises(error) as raised:
+        load_image(data, "upload.png")
+    assert len(str(raised.value)) > 10 and raised.value.hint
+
+
+def _dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", window=None, with_pixels=True) -> bytes:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\x00" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.Modality, ds.BodyPartExamined = "CR", "CHEST"
+    ds.PatientName, ds.PatientID = "Doe^Jane", "123456"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.2, 0.2]
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    if with_pixels:
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_generated_dicom_monochrome1_is_inverted_and_patient_fields_kept_apart():
+    ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (64, 1))
+    plain = load_image(_dicom_bytes(ramp, "MONOCHROME2"), "a.dcm")
+    inverted = load_image(_dicom_bytes(ramp, "MONOCHROME1"), "b.dcm")
+    assert plain.frame()[0, -1] > plain.frame()[0, 0]
+    assert inverted.frame()[0, -1] < inverted.frame()[0, 0]
+    assert plain.patient["PatientName"] == "Doe^Jane"
+    assert "PatientName" not in plain.technical and "Jane" not in repr(plain)
+    assert plain.pixel_spacing_mm == (0.2, 0.2)
+
+
+def test_dicom_window_is_applied():
+    ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (64, 1))
+    windowed = load_image(_dicom_bytes(ramp, window=(1000, 400)), "w.dcm").frame()
+    assert windowed[0, 0] == 0.0 and windowed[0, -1] == 1.0
+    assert (windowed[0] == 1.0).sum() > 40  # most of the ramp is above the window
+
+
+def test_dicom_without_pixel_data_is_a_clear_error():
+    with pytest.raises(CorruptImageError, match="no pixel data"):
+        load_image(_dicom_bytes(np.zeros((8, 8)), with_pixels=False), "report.dcm")
+
+
+def test_real_monochrome1_chest_dicom_is_inverted():
+    import pydicom
+
+    path = data_path("dicom", "RG1_UNCR.dcm")
+    image = load_image(path.read_bytes(), path.name)
+    raw = pydicom.dcmread(path).pixel_array.astype(float)
+    assert image.frames.shape == (1, 1955, 1841)
+    assert np.corrcoef(raw[::8, ::8].ravel(), image.frame()[::8, ::8].ravel())[0, 1] < -0.5
+    assert image.modality == "CR" and image.body_part == "CHEST"
+    assert image.patient  # present, but kept apart
+
+
+def test_real_jpeg2000_dicom_matches_uncompressed():
+    lossless = load_image(data_path("dicom", "RG1_J2KR.dcm").read_bytes(), "RG1_J2KR.dcm")
+    plain = load_image(data_path("dicom", "RG1_UNCR.dcm").read_bytes(), "RG1_UNCR.dcm")
+    np.testing.assert_allclose(lossless.frame(), plain.frame(), atol=1e-6)
+
+
+def test_real_sixteen_bit_mr_keeps_more_than_256_levels():
+    image = load_image(data_path("dicom", "MR2_UNCR.dcm").read_bytes(), "MR2_UNCR.dcm")
+    assert image.modality == "MR"
+    assert len(np.unique(image.frame())) > 256
+
+
+def test_real_multiframe_dicom():
+    image = load_image(data_path("dicom", "emri_small.dcm").read_bytes(), "emri_small.dcm")
+    assert image.n_frames == 10 and image.shape == (64, 64)
+
+
+def test_real_truncated_dicom_is_corrupt():
+    path = data_path("dicom", "emri_small_jpeg_2k_lossless_too_short.dcm")
+    with pytest.raises(CorruptImageError):
+        load_image(path.read_bytes(), path.name)

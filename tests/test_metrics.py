@@ -1,0 +1,61 @@
+"""Metrics against hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.metrics import binary_metrics, dice, fit_temperature, iou, multiclass_metrics, youden_threshold
+
+
+def test_binary_metrics_by_hand():
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    score = np.array([0.1, 0.6, 0.2, 0.9, 0.8, 0.4, 0.7])
+    m = binary_metrics(y, score, threshold=0.5)
+    # predicted: 0 1 0 1 1 0 1 -> tn 2, fp 1, fn 1, tp 3
+    assert m["confusion_matrix"] == [[2, 1], [1, 3]]
+    assert m["sensitivity"] == pytest.approx(3 / 4)
+    assert m["specificity"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    # AUC: pairs (pos > neg) = 11 of 12 (0.4 < 0.6 is the one miss)
+    assert m["auc"] == pytest.approx(11 / 12)
+
+
+def test_youden_threshold_separates_a_separable_case():
+    y = np.array([0, 0, 0, 1, 1])
+    score = np.array([0.1, 0.2, 0.3, 0.7, 0.9])
+    threshold = youden_threshold(y, score)
+    assert 0.3 < threshold <= 0.7
+    assert binary_metrics(y, score, threshold)["accuracy"] == 1.0
+
+
+def test_temperature_above_one_for_overconfident_logits():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    # right 75% of the time, but with huge logits
+    correct = rng.random(400) < 0.75
+    predicted = np.where(correct, y, 1 - y)
+    logits = np.stack([np.where(predicted == 0, 8.0, -8.0), np.where(predicted == 1, 8.0, -8.0)], axis=1)
+    temperature, before, after = fit_temperature(logits, y)
+    assert temperature > 2 and after < before
+
+
+def test_multiclass_metrics_by_hand():
+    y = np.array([0, 1, 2, 2])
+    probabilities = np.eye(3)[[0, 1, 1, 2]]
+    m = multiclass_metrics(y, probabilities, ["a", "b", "c"])
+    assert m["accuracy"] == 0.75
+    assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert m["per_class"]["c"]["recall"] == 0.5 and m["per_class"]["b"]["precision"] == 0.5
+    assert m["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_dice_and_iou_by_hand():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[0, :3] = True  # 3 pixels
+    b[0, 1:] = True  # 3 pixels, 2 shared
+    assert dice(a, b) == pytest.approx(2 * 2 / 6)
+    assert iou(a, b) == pytest.approx(2 / 4)
+    assert dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert iou(a, np.zeros_like(a)) == 0.0

@@ -1,0 +1,130 @@
+"""Model registry, cards, prediction and Grad-CAM on a tiny generated model; the committed cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.cards import WEIGHTS_DIR, InputSpec, ModelCard, list_cards, sha256_of
+from core.errors import ModelCardError
+from core.explain import CAM_METHODS, UnknownCamMethodError, heatmap, overlay
+from core.loading import load_image
+from core.models import ScanModel, build_classifier
+from tests.helpers import png_bytes, synthetic_chest
+
+
+def make_model(folder: Path, preprocessing=None, name: str = "tiny") -> ModelCard:
+    model = build_classifier((32, 32, 1), 2, widths=(4, 8, 8), name="tiny_cnn")
+    model.save(folder / f"{name}.keras")
+    card = ModelCard(
+        name=name,
+        task="pneumonia",
+        title="Tiny",
+        modality="chest-xray",
+        weights=f"{name}.keras",
+        classes=["NORMAL", "PNEUMONIA"],
+        positive_class="PNEUMONIA",
+        threshold=0.5,
+        input=InputSpec(32, 32, 1),
+        preprocessing=preprocessing or [{"name": "grey"}, {"name": "resize", "size": [32, 32]}, {"name": "normalise"}],
+        sha256=sha256_of(folder / f"{name}.keras"),
+    )
+    card.save(folder / f"{name}.json")
+    return card
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> ScanModel:
+    folder = tmp_path_factory.mktemp("weights")
+    make_model(folder)
+    return ScanModel.load("tiny", folder)
+
+
+def test_card_round_trips_through_json(tmp_path):
+    card = make_model(tmp_path)
+    again = ModelCard.load(tmp_path / "tiny.json")
+    assert again.to_dict() == card.to_dict()
+    assert list(list_cards(tmp_path)) == ["tiny"]
+
+
+def test_prediction_is_a_calibrated_probability_per_class(tiny):
+    image = load_image(png_bytes(synthetic_chest()), "chest.png")
+    prediction = tiny.predict(image)
+    assert set(prediction.probabilities) == {"NORMAL", "PNEUMONIA"}
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    expected = "PNEUMONIA" if prediction.positive_probability >= 0.5 else "NORMAL"
+    assert prediction.label == expected and prediction.threshold == 0.5
+
+
+def test_threshold_decides_the_label(tiny):
+    probabilities = np.array([[0.7, 0.3], [0.2, 0.8]])
+    tiny.card.threshold = 0.25
+    try:
+        assert tiny.decide(probabilities).tolist() == [1, 1]
+    finally:
+        tiny.card.threshold = 0.5
+    assert tiny.decide(probabilities).tolist() == [0, 1]
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    card = make_model(tmp_path)
+    raw = json.loads((tmp_path / "tiny.json").read_text())
+    raw["sha256"] = "0" * 64
+    (tmp_path / "tiny.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelCardError, match="sha256"):
+        ScanModel.load("tiny", tmp_path)
+    assert card.weights_path.exists()
+
+
+def test_missing_model_is_a_typed_error(tmp_path):
+    with pytest.raises(ModelCardError):
+        ScanModel.load("nothing-here", tmp_path)
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_heatmap_is_normalised_and_has_the_image_size(tiny, method):
+    pixels = synthetic_chest(100).astype(np.float32)[:, :90] / 255
+    cam = heatmap(tiny, pixels, method=method)
+    assert cam.shape == (100, 90) and cam.dtype == np.float32
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 and np.isfinite(cam).all()
+
+
+def test_heatmap_is_placed_inside_the_lung_crop(tmp_path):
+    card = make_model(
+        tmp_path, [{"name": "grey"}, {"name": "lung_crop"}, {"name": "resize", "size": [32, 32]}], name="cropped"
+    )
+    model = ScanModel.load(card.name, tmp_path)
+    pixels = synthetic_chest(200).astype(np.float32) / 255
+    cam = heatmap(model, pixels)
+    assert cam.shape == (200, 200)
+    assert cam[:5].max() == 0.0  # the top rows are outside the lung box
+
+
+def test_unknown_cam_method(tiny):
+    with pytest.raises(UnknownCamMethodError):
+        heatmap(tiny, np.zeros((40, 40), np.float32), method="saliency-magic")
+
+
+def test_overlay_is_rgb8_and_shows_the_heatmap():
+    image = np.zeros((50, 60), np.float32)
+    cam = np.zeros((50, 60), np.float32)
+    cam[:, 30:] = 1.0
+    out = overlay(image, cam, alpha=0.5)
+    assert out.shape == (50, 60, 3) and out.dtype == np.uint8
+    assert out[:, 40:, 0].mean() > out[:, :20, 0].mean()  # jet: hot = red, cold = blue
+    assert overlay(image, cam, alpha=0.0).max() == 0
+
+
+def test_every_committed_model_loads_through_its_card():
+    cards = list_cards(WEIGHTS_DIR)
+    if not cards:
+        pytest.skip("no committed weights yet")
+    for card in cards.values():
+        assert card.sha256 == sha256_of(card.weights_path), card.name
+        assert card.weights_path.stat().st_size < 10 * 1024 * 1024
+        model = ScanModel.load(card.name)
+        assert model.keras_model.output_shape[-1] == len(card.classes)
+        assert card.threshold_method and card.data and card.metrics.get("validation")
