@@ -41,6 +41,8 @@ class ModelCard:
     temperature: float = 1.0
     calibration_method: str = ""
     sha256: str = ""
+    cam_layer: str = "last_conv"
+    mask_threshold: float | None = None
     description: str = ""
     architecture: str = ""
     data: dict[str, Any] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from core.loading import load_image
 from core.metrics import binary_metrics, multiclass_metrics
 from core.models import ScanModel, softmax
 
+MRI_TASKS = ("mri-segmentation", "mri-tumour")
 LISTERS = {
     "pneumonia": lambda root: list_labelled(root, ["NORMAL", "PNEUMONIA"]),
     "pneumonia-type": list_pneumonia_types,
@@ -61,29 +62,127 @@ def evaluate_classifier(
     return metrics
 
 
+def _mri_patients(model: ScanModel, root: Path, split: str) -> list:
+    """Patients under `root`; with split 'test' or 'validation', only those the card lists for it."""
+    from core.mri import list_patients
+
+    patients = list_patients(root)
+    if split in ("test", "validation"):
+        wanted = set(model.card.data.get(f"{split}_patients", []))
+        patients = [p for p in patients if p.patient_id in wanted]
+    return patients
+
+
+def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool = True) -> dict[str, Any]:
+    """Per-patient Dice / IoU over whole volumes at the slices' own resolution, plus per-slice figures."""
+    import cv2
+    from tqdm import tqdm
+
+    from core.metrics import dice, iou
+    from core.mri import read_mask, read_slice
+
+    threshold = model.card.mask_threshold or 0.5
+    per_patient, slice_dice, slice_iou = {}, [], []
+    total_slices, started = 0, time.perf_counter()
+    for patient in tqdm(patients, disable=not progress, desc="patients", unit="patient"):
+        pixels = [read_slice(item.image) for item in patient.slices]
+        truth = np.stack([read_mask(item.mask, p.shape[:2]) for item, p in zip(patient.slices, pixels, strict=True)])
+        batch = np.stack([model.prepare(p) for p in pixels])
+        probabilities = model.logits(batch)[..., 0]
+        predicted = np.stack(
+            [
+                cv2.resize(prob, (p.shape[1], p.shape[0]), interpolation=cv2.INTER_LINEAR) >= threshold
+                for prob, p in zip(probabilities, pixels, strict=True)
+            ]
+        )
+        per_patient[patient.patient_id] = {
+            "dice": dice(predicted, truth),
+            "iou": iou(predicted, truth),
+            "slices": len(pixels),
+            "tumour_slices": int(truth.reshape(len(truth), -1).any(axis=1).sum()),
+        }
+        for one_predicted, one_truth in zip(predicted, truth, strict=True):
+            if one_truth.any():
+                slice_dice.append(dice(one_predicted, one_truth))
+                slice_iou.append(iou(one_predicted, one_truth))
+        total_slices += len(pixels)
+    elapsed = time.perf_counter() - started
+    dices = [value["dice"] for value in per_patient.values()]
+    return {
+        "n_patients": len(per_patient),
+        "n_slices": total_slices,
+        "mask_threshold": threshold,
+        "dice_mean": float(np.mean(dices)),
+        "dice_median": float(np.median(dices)),
+        "dice_std": float(np.std(dices)),
+        "iou": float(np.mean([value["iou"] for value in per_patient.values()])),
+        "dice_slices_with_tumour": float(np.mean(slice_dice)) if slice_dice else None,
+        "iou_slices_with_tumour": float(np.mean(slice_iou)) if slice_iou else None,
+        "n_slices_with_tumour": len(slice_dice),
+        "latency_ms_per_slice_batched": 1000 * elapsed / max(total_slices, 1),
+        "per_patient": per_patient,
+    }
+
+
+def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = True) -> dict[str, Any]:
+    """Slice-level tumour yes/no metrics; a slice is positive when its mask is not empty."""
+    from tqdm import tqdm
+
+    from core.mri import read_mask, read_slice
+
+    scores, labels, started = [], [], time.perf_counter()
+    for patient in tqdm(patients, disable=not progress, desc="patients", unit="patient"):
+        pixels = [read_slice(item.image) for item in patient.slices]
+        for item, p in zip(patient.slices, pixels, strict=True):
+            labels.append(bool(read_mask(item.mask, p.shape[:2]).any()))
+        probabilities = model.probabilities(np.stack([model.prepare(p) for p in pixels]))
+        scores += probabilities[:, model.card.positive_index].tolist()
+    elapsed = time.perf_counter() - started
+    metrics = binary_metrics(np.array(labels, dtype=int), np.array(scores), model.card.threshold or 0.5)
+    metrics["n_patients"] = len(patients)
+    metrics["latency_ms_per_slice_batched"] = 1000 * elapsed / max(len(labels), 1)
+    return metrics
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__)
-    parser.add_argument("task", choices=sorted(LISTERS))
+    parser.add_argument("task", choices=sorted(LISTERS) + list(MRI_TASKS))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where to write the metrics JSON")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--split-name", default="test", help="name of this data in the card's metrics")
+    parser.add_argument(
+        "--split",
+        choices=["all", "test", "validation"],
+        default="all",
+        help="MRI: evaluate all patients under --data, or only the card's held-out test / validation patients",
+    )
     parser.add_argument("--update-card", action="store_true", help="also write the metrics into the model card")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
 
     model = ScanModel.load(args.task, args.weights)
-    samples = LISTERS[args.task](args.data)
-    if not samples:
-        parser.error(f"no images found under {args.data}")
-    metrics = evaluate_classifier(model, samples)
+    if args.task in MRI_TASKS:
+        patients = _mri_patients(model, args.data, args.split)
+        if not patients:
+            parser.error(f"no patient folders found under {args.data}")
+        evaluator = evaluate_segmentation if args.task == "mri-segmentation" else evaluate_mri_tumour
+        metrics = evaluator(model, patients)
+        if args.split != "all":
+            args.split_name = args.split
+    else:
+        samples = LISTERS[args.task](args.data)
+        if not samples:
+            parser.error(f"no images found under {args.data}")
+        metrics = evaluate_classifier(model, samples)
     result = {
         "model": model.name,
         "weights_sha256": model.card.sha256,
         "data": str(args.data),
         "split": args.split_name,
-        "command": f"python -m core.evaluate {args.task} --data {args.data} --out {args.out}",
+        "command": f"python -m core.evaluate {args.task} --data {args.data} --out {args.out}"
+        + (f" --split {args.split}" if args.split != "all" else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
         **metrics,

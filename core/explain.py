@@ -59,7 +59,10 @@ def heatmap(
         target_class = model.card.positive_class or model.predict(pixels).label
     prepared = model.prepare(pixels)
     cam = _explainer(model, method)(
-        class_score(model, target_class), prepared[np.newaxis], penultimate_layer=LAST_CONV, expand_cam=True
+        class_score(model, target_class),
+        prepared[np.newaxis],
+        penultimate_layer=model.card.cam_layer or LAST_CONV,
+        expand_cam=True,
     )
     cam = np.nan_to_num(np.asarray(cam[0], dtype=np.float32))
     return _to_image_geometry(model, pixels, normalise_map(cam))

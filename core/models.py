@@ -59,6 +59,63 @@ def build_classifier(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _residual_block(x, filters: int, stride: int, name: str):
+    """Pre-activation residual block: BN-ReLU-conv3x3 (stride) - BN-ReLU-conv3x3, plus a 1x1 shortcut."""
+    from keras import layers
+
+    shortcut = x
+    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Activation("relu", name=f"{name}_relu2")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_skip")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_skip_bn")(shortcut)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def build_resunet(
+    input_shape: tuple[int, int, int], widths: tuple[int, ...] = (16, 32, 64, 128, 256), name: str = "resunet"
+):
+    """ResUNet (Zhang et al. 2018 style): residual encoder blocks with stride-2 downsampling, a bridge,
+    and a decoder of upsampling + skip concatenation + residual blocks; one sigmoid mask channel."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = _residual_block(x, widths[0], 1, "enc0")
+    skips = [x]
+    for level, width in enumerate(widths[1:-1], start=1):
+        x = _residual_block(x, width, 2, f"enc{level}")
+        skips.append(x)
+    x = _residual_block(x, widths[-1], 2, "bridge")
+    x = layers.BatchNormalization(name="bridge_bn")(x)
+    x = layers.Activation("relu", name=LAST_CONV)(x)
+    for level, skip in reversed(list(enumerate(skips))):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        x = _residual_block(x, widths[level], 1, f"dec{level}")
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.Activation("relu", name="head_relu")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def classifier_from_encoder(segmenter, n_classes: int = 2, dropout: float = 0.3, name: str = "encoder_classifier"):
+    """A flat classifier reusing a segmentation network's encoder layers (up to `last_conv`), with a new head."""
+    import keras
+    from keras import layers
+
+    features = segmenter.get_layer(LAST_CONV).output
+    x = layers.GlobalAveragePooling2D(name="gap")(features)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(segmenter.input, outputs, name=name)
+
+
 @dataclass
 class Prediction:
     """One model's answer for one image."""
@@ -154,6 +211,16 @@ class ScanModel:
         if positive is not None and self.card.threshold is not None and len(self.classes) == 2:
             return np.where(probabilities[:, positive] >= self.card.threshold, positive, 1 - positive)
         return probabilities.argmax(axis=-1)
+
+    def segment(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
+        """Mask probability (H, W) float32 in [0, 1], resized back to the frame's size."""
+        import cv2
+
+        pixels = image.frame(frame) if isinstance(image, LoadedImage) else np.asarray(image, dtype=np.float32)
+        prepared = self.prepare(pixels)
+        probability = np.asarray(self.logits(prepared[np.newaxis])[0, ..., 0], dtype=np.float32)
+        height, width = pixels.shape[:2]
+        return cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
 
     def predict(self, image: LoadedImage | np.ndarray, frame: int = 0) -> Prediction:
         prepared = self.prepare(image, frame)

@@ -265,36 +265,51 @@ def export_model(model, path: Path) -> None:
     clean.save(path)
 
 
+MRI_TASKS = ("mri-segmentation", "mri-tumour")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS))
-    parser.add_argument("--data", type=Path, required=True, help="training folder (holds NORMAL/ and PNEUMONIA/)")
+    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS) + list(MRI_TASKS))
+    parser.add_argument("--data", type=Path, required=True, help="training folder (NORMAL/ + PNEUMONIA/, or patients)")
     parser.add_argument("--out", type=Path, default=Path("weights"))
-    parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--size", type=int, default=None, help="input side in pixels (160 chest, 128 MRI)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--patience", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="use a random subset (smoke runs)")
-    parser.add_argument("--widths", type=str, default="16,32,64,128,192")
+    parser.add_argument("--limit", type=int, default=None, help="use a subset (smoke runs)")
+    parser.add_argument("--widths", type=str, default=None, help="channel widths per stage, comma separated")
+    parser.add_argument("--segmentation-card", type=Path, default=Path("weights/mri-segmentation.json"))
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
-    train_classifier(
-        args.task,
-        args.data,
-        args.out,
-        size=args.size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        learning_rate=args.lr,
-        seed=args.seed,
-        limit=args.limit,
-        widths=[int(w) for w in args.widths.split(",")],
-        log=lambda message: print(message, flush=True),
-    )
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    common = {"seed": args.seed, "limit": args.limit, "patience": args.patience, "log": log}
+    optional = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "widths": [int(w) for w in args.widths.split(",")] if args.widths else None,
+            "size": args.size,
+        }.items()
+        if value is not None
+    }
+    if args.task == "mri-segmentation":
+        from core.train_mri import train_segmentation
+
+        train_segmentation(args.data, args.out, **common, **optional)
+    elif args.task == "mri-tumour":
+        from core.train_mri import train_tumour
+
+        optional.pop("widths", None)
+        optional.pop("size", None)
+        train_tumour(args.data, args.out, args.segmentation_card, **common, **optional)
+    else:
+        train_classifier(args.task, args.data, args.out, **common, **optional)
     return 0
 
 

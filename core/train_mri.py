@@ -1,0 +1,365 @@
+"""Brain MRI training: `mri-segmentation` (ResUNet, Dice + BCE) and `mri-tumour` (its encoder, fine-tuned).
+
+Patients are split train / validation / test by a fixed seed (never by slice); the mask threshold,
+decision threshold and temperature are chosen on validation patients only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.cards import InputSpec, ModelCard, sha256_of
+from core.metrics import binary_metrics, dice, fit_temperature, youden_threshold
+from core.models import ScanModel, build_resunet, classifier_from_encoder, softmax
+from core.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
+
+GREY_INPUT_NOTE = (
+    "Trained on the 3-channel stack (pre-contrast, FLAIR, post-contrast); in 30% of training batches the "
+    "FLAIR channel replaced all three, so a single grey slice (PNG or DICOM) is repeated on 3 channels and works."
+)
+
+
+def mri_preprocessing(size: int) -> list[dict[str, Any]]:
+    return [{"name": "resize", "size": [size, size]}, {"name": "normalise"}]
+
+
+def load_patients(
+    patients: Sequence[MriPatient], prepare: Callable[[np.ndarray], np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images N x S x S x 3, masks N x S x S x 1 float, patient index per slice)."""
+    from tqdm import tqdm
+
+    images, masks, owners = [], [], []
+    for number, patient in enumerate(tqdm(patients, desc="loading patients", unit="patient")):
+        for item in patient.slices:
+            pixels = read_slice(item.image)
+            images.append(prepare(pixels))
+            masks.append(resize_mask(read_mask(item.mask, pixels.shape[:2]), (size, size)))
+            owners.append(number)
+    return (
+        np.stack(images).astype(np.float32),
+        np.stack(masks)[..., np.newaxis].astype(np.float32),
+        np.array(owners),
+    )
+
+
+def _augment_pairs(seed: int):
+    """Joint geometric augmentation of image + mask, contrast on the image, FLAIR-only input sometimes."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    geometry = keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),
+            layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
+            layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
+        ]
+    )
+    contrast = layers.RandomContrast(0.2, seed=seed + 4)
+
+    def apply(images, masks):
+        both = geometry(tf.concat([images, masks], axis=-1), training=True)
+        images, masks = both[..., :3], tf.cast(both[..., 3:] > 0.5, tf.float32)
+        images = tf.clip_by_value(contrast(images, training=True), 0.0, 1.0)
+        flair_only = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed + 5) < 0.3
+        images = tf.where(flair_only, tf.repeat(images[..., 1:2], 3, axis=-1), images)
+        return images, masks
+
+    return apply
+
+
+def dice_bce_loss(y_true, y_pred):
+    """Binary cross-entropy plus (1 - soft Dice over the batch)."""
+    import keras.ops as ops
+    from keras.losses import binary_crossentropy
+
+    smooth = 1.0
+    intersection = ops.sum(y_true * y_pred)
+    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
+    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - soft_dice)
+
+
+def patient_dice(probabilities: np.ndarray, masks: np.ndarray, owners: np.ndarray, threshold: float) -> list[float]:
+    """Dice over each patient's whole volume (as Buda et al.)."""
+    predicted = probabilities >= threshold
+    truth = masks >= 0.5
+    return [dice(predicted[owners == p], truth[owners == p]) for p in np.unique(owners)]
+
+
+def _predict_batches(forward, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(forward(x[i : i + batch])) for i in range(0, len(x), batch)])
+
+
+def _split_info(train, validation, test, seed: int) -> dict[str, Any]:
+    return {
+        "source": "LGG brain MRI (Buda et al. 2019, TCGA), lgg_mri/",
+        "split": f"by patient, seed {seed}: 70% train / 10% validation / 20% test; never by slice",
+        "n_patients_train": len(train),
+        "n_patients_validation": len(validation),
+        "n_patients_test": len(test),
+        "n_slices_train": sum(len(p.slices) for p in train),
+        "n_slices_validation": sum(len(p.slices) for p in validation),
+        "validation_patients": [p.patient_id for p in validation],
+        "test_patients": [p.patient_id for p in test],
+    }
+
+
+def train_segmentation(
+    data_dir: Path,
+    out_dir: Path,
+    size: int = 128,
+    epochs: int = 40,
+    batch_size: int = 16,
+    patience: int = 8,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    widths: Sequence[int] = (8, 16, 32, 64, 128),
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ModelCard:
+    import keras
+    import tensorflow as tf
+
+    from core.train import export_model
+
+    keras.utils.set_random_seed(seed)
+    started = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    patients = list_patients(data_dir)
+    train, validation, test = split_patients(patients, seed)
+    if limit:
+        train, validation = train[:limit], validation[: max(1, limit // 4)]
+    log(f"mri-segmentation: {len(patients)} patients -> train {len(train)} / val {len(validation)} / test {len(test)}")
+
+    card = ModelCard(
+        name="mri-segmentation",
+        task="segmentation",
+        title="Brain MRI: FLAIR abnormality (tumour) segmentation",
+        modality="brain-mri",
+        weights="mri-segmentation.keras",
+        classes=["tumour"],
+        input=InputSpec(height=size, width=size, channels=3),
+        preprocessing=mri_preprocessing(size),
+        description="Axial brain MRI slice -> tumour mask, resized back to the slice's size. " + GREY_INPUT_NOTE,
+        cam_layer="",
+        limits=[
+            "Lower-grade gliomas from TCGA (5 institutions); other tumour types and sequences are outside its data.",
+            "Masks follow FLAIR abnormality, not enhancing tumour. A teaching and demo tool, not a diagnosis.",
+        ],
+    )
+    preparer = ScanModel(card, None)
+    x_train, y_train, _ = load_patients(train, preparer.prepare, size)
+    x_val, y_val, owners_val = load_patients(validation, preparer.prepare, size)
+    log(
+        f"slices: train {len(x_train)} ({int((y_train.reshape(len(y_train), -1).max(1) > 0).sum())} with tumour), "
+        f"validation {len(x_val)}"
+    )
+
+    model = build_resunet((size, size, 3), tuple(widths), name="mri_resunet")
+    steps = int(np.ceil(len(x_train) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=dice_bce_loss)
+    log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
+
+    augment = _augment_pairs(seed)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed)
+        .batch(batch_size)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    forward = tf.function(lambda x: model(x, training=False))
+    best = {"score": -1.0, "epoch": 0, "weights": None}
+    history: list[dict[str, float]] = []
+    checkpoint = out_dir / ".checkpoints"
+    checkpoint.mkdir(exist_ok=True)
+
+    class Monitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            probabilities = _predict_batches(forward, x_val)
+            value = float(np.mean(patient_dice(probabilities, y_val, owners_val, 0.5)))
+            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_dice": value})
+            marker = ""
+            if value > best["score"]:
+                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
+                model.save(checkpoint / "mri-segmentation.keras")
+                marker = " *"
+            log(
+                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation per-patient Dice {value:.4f}{marker} "
+                f"({time.time() - started:.0f}s)"
+            )
+            if epoch + 1 - best["epoch"] >= patience:
+                log(f"early stop: no improvement for {patience} epochs")
+                self.model.stop_training = True
+
+    model.fit(dataset, epochs=epochs, callbacks=[Monitor()], verbose=0)
+    model.set_weights(best["weights"])
+
+    probabilities = _predict_batches(forward, x_val)
+    grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
+    scores = [float(np.mean(patient_dice(probabilities, y_val, owners_val, t))) for t in grid]
+    card.mask_threshold = float(grid[int(np.argmax(scores))])
+    card.threshold_method = "mask threshold maximising mean per-patient Dice on the validation patients"
+
+    weights_path = out_dir / card.weights
+    export_model(model, weights_path)
+    card.sha256 = sha256_of(weights_path)
+    card.architecture = (
+        f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
+        f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
+    )
+    card.data = _split_info(train, validation, test, seed)
+    card.training = {
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "batch_size": batch_size,
+        "loss": "binary cross-entropy + (1 - soft Dice)",
+        "optimiser": f"AdamW lr {learning_rate} cosine decay",
+        "augmentation": "horizontal flip, rotation +-14 deg, zoom +-10%, shift +-5%, contrast +-20%, "
+        "FLAIR-only input 30%",
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+        "history": history,
+    }
+    card.metrics = {
+        "validation": {
+            "n_patients": len(validation),
+            "dice_mean": max(scores),
+            "resolution": f"{size}x{size} (model grid)",
+        }
+    }
+    card.save(out_dir / f"{card.name}.json")
+    log(
+        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB); validation Dice {max(scores):.4f} "
+        f"at mask threshold {card.mask_threshold}"
+    )
+    return card
+
+
+def train_tumour(
+    data_dir: Path,
+    out_dir: Path,
+    segmentation_card: Path,
+    epochs: int = 15,
+    batch_size: int = 32,
+    patience: int = 5,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ModelCard:
+    """Slice-level tumour yes/no: the trained ResUNet's encoder plus a new head, all fine-tuned."""
+    import keras
+    import tensorflow as tf
+
+    from core.train import export_model
+
+    keras.utils.set_random_seed(seed)
+    started = time.time()
+    out_dir = Path(out_dir)
+    segmenter = ScanModel.load(ModelCard.load(segmentation_card))
+    size = segmenter.card.input.height
+    patients = list_patients(data_dir)
+    train, validation, test = split_patients(patients, seed)
+    if limit:
+        train, validation = train[:limit], validation[: max(1, limit // 4)]
+    card = ModelCard(
+        name="mri-tumour",
+        task="mri-tumour",
+        title="Brain MRI: tumour (FLAIR abnormality) present on this slice?",
+        modality="brain-mri",
+        weights="mri-tumour.keras",
+        classes=["NO_TUMOUR", "TUMOUR"],
+        positive_class="TUMOUR",
+        input=InputSpec(height=size, width=size, channels=3),
+        preprocessing=list(segmenter.card.preprocessing),
+        description="Axial brain MRI slice -> probability that it shows a tumour. " + GREY_INPUT_NOTE,
+        limits=list(segmenter.card.limits),
+    )
+    preparer = ScanModel(card, None)
+    x_train, m_train, _ = load_patients(train, preparer.prepare, size)
+    x_val, m_val, _ = load_patients(validation, preparer.prepare, size)
+    y_train = (m_train.reshape(len(m_train), -1).max(axis=1) > 0).astype(int)
+    y_val = (m_val.reshape(len(m_val), -1).max(axis=1) > 0).astype(int)
+    log(f"mri-tumour: train {len(x_train)} slices ({y_train.sum()} with tumour), validation {len(x_val)}")
+
+    model = classifier_from_encoder(segmenter.keras_model, 2, name="mri_tumour_encoder")
+    counts = np.bincount(y_train, minlength=2)
+    class_weight = {i: float(len(y_train) / (2 * max(c, 1))) for i, c in enumerate(counts)}
+    steps = int(np.ceil(len(x_train) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    augment = _augment_pairs(seed)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train, m_train, y_train))
+        .shuffle(len(x_train), seed=seed)
+        .batch(batch_size)
+        .map(lambda x, m, y: (augment(x, m)[0], y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    forward = tf.function(lambda x: model(x, training=False))
+    best = {"score": -1.0, "epoch": 0, "weights": None}
+    history: list[dict[str, float]] = []
+
+    class Monitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            from sklearn.metrics import roc_auc_score
+
+            value = float(roc_auc_score(y_val, softmax(_predict_batches(forward, x_val))[:, 1]))
+            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_auc": value})
+            marker = ""
+            if value > best["score"]:
+                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
+                marker = " *"
+            log(
+                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation AUC {value:.4f}{marker} "
+                f"({time.time() - started:.0f}s)"
+            )
+            if epoch + 1 - best["epoch"] >= patience:
+                self.model.stop_training = True
+
+    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[Monitor()], verbose=0)
+    model.set_weights(best["weights"])
+    logits = _predict_batches(forward, x_val)
+    temperature, nll_before, nll_after = fit_temperature(logits, y_val)
+    probabilities = softmax(logits, temperature)
+    card.temperature = round(temperature, 4)
+    card.calibration_method = f"temperature scaling on validation patients (NLL {nll_before:.4f} -> {nll_after:.4f})"
+    card.threshold = round(youden_threshold(y_val, probabilities[:, 1]), 4)
+    card.threshold_method = "Youden's J on the validation patients' slices"
+
+    weights_path = out_dir / card.weights
+    export_model(model, weights_path)
+    card.sha256 = sha256_of(weights_path)
+    card.architecture = (
+        "encoder of the mri-segmentation ResUNet (initialised from its trained weights: transfer from "
+        f"segmentation) + global average pooling + dropout + dense logits, all fine-tuned; {model.count_params():,} "
+        "parameters"
+    )
+    card.data = _split_info(train, validation, test, seed)
+    card.training = {
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "init": "mri-segmentation encoder weights",
+        "loss": "cross-entropy with balanced class weights",
+        "optimiser": f"AdamW lr {learning_rate} cosine decay",
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+        "history": history,
+    }
+    card.metrics = {"validation": binary_metrics(y_val, probabilities[:, 1], card.threshold)}
+    card.save(out_dir / f"{card.name}.json")
+    log(f"saved {weights_path}; validation AUC {card.metrics['validation']['auc']:.4f}")
+    return card
