@@ -9,10 +9,11 @@ st.set_page_config(page_title="ScanSight", page_icon="🩻", layout="wide")
 navigation = st.navigation(
     {
         "ScanSight": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
-        "Chest X-ray": [
+        "Your scan": [
             st.Page("pages/upload.py", title="Upload", icon="📤"),
             st.Page("pages/preprocessing.py", title="Preprocessing preview", icon="🎛️"),
-            st.Page("pages/prediction.py", title="Prediction", icon="🔎"),
+            st.Page("pages/prediction.py", title="Chest X-ray prediction", icon="🔎"),
+            st.Page("pages/mri.py", title="Brain MRI", icon="🧠"),
         ],
     }
 )

@@ -80,7 +80,7 @@ def require_image() -> LoadedImage | None:
     """The current image, or a message saying why there is none (then the page stops drawing)."""
     image = loaded_image()
     if image is None:
-        st.info("No image yet: upload a chest X-ray on the **Upload** page first.", icon="📤")
+        st.info("No image yet: upload a chest X-ray or brain MRI slice on the **Upload** page first.", icon="📤")
         st.page_link("pages/upload.py", label="Go to Upload", icon="📤")
         return None
     if isinstance(image, ScanSightError):
@@ -98,6 +98,8 @@ def frame_picker(image: LoadedImage, key: str) -> int:
 def modality_warnings(image: LoadedImage, card: ModelCard) -> list[str]:
     """Warnings when the DICOM header says the image does not fit the model."""
     warnings = []
+    if card.modality == "brain-mri" and image.modality and image.modality.upper() != "MR":
+        warnings.append(f"The DICOM header says modality **{image.modality}**, not MR.")
     if card.modality == "chest-xray":
         if image.modality and image.modality.upper() not in {"CR", "DX", "DR", "RG", "OT"}:
             warnings.append(f"The DICOM header says modality **{image.modality}**, not a radiograph (CR/DX).")

@@ -11,7 +11,7 @@ st.title("🔎 Prediction")
 image = require_image()
 if image is None:
     st.stop()
-cards = model_cards()
+cards = {name: card for name, card in model_cards().items() if card.modality == "chest-xray"}
 if not cards:
     st.error("No trained model is installed in `weights/`.")
     st.stop()

@@ -56,4 +56,5 @@ with right:
         st.caption(f"This DICOM file holds {len(image.patient)} patient-identifying fields; they are hidden.")
         if st.toggle("Show patient fields", value=False, key="show_patient"):
             st.table({"field": list(image.patient), "value": list(image.patient.values())})
-    st.page_link("pages/prediction.py", label="Go to Prediction", icon="🔎")
+    st.page_link("pages/prediction.py", label="Chest X-ray prediction", icon="🔎")
+    st.page_link("pages/mri.py", label="Brain MRI segmentation", icon="🧠")

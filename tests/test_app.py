@@ -116,3 +116,33 @@ def test_prediction_on_a_real_dicom_and_a_wrong_body_part_warning():
     at = visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/prediction.py")
     assert "EXTREMITY" in all_text(at)
     assert "Model answer" in all_text(at)
+
+
+needs_mri = pytest.mark.skipif("mri-segmentation" not in list_cards(), reason="no committed MRI model in weights/")
+
+
+@needs_mri
+def test_mri_page_draws_the_mask_its_area_and_offers_the_png():
+    rng = np.random.default_rng(0)
+    slice_rgb = (rng.random((256, 256, 3)) * 60).astype(np.uint8)
+    at = visit(upload(start(), "slice.png", png_bytes(slice_rgb)), "pages/mri.py")
+    assert "Predicted tumour mask" in captions(at)
+    assert at.get("download_button")
+    at.radio(key="mri_style").set_value("contour").run()
+    assert not at.exception
+
+
+@needs_mri
+def test_mri_page_on_a_real_mr_dicom_gives_area_in_mm2_or_no_tumour():
+    path = data_path("dicom", "MR2_UNCR.dcm")
+    at = visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/mri.py")
+    text = all_text(at) + str([m.value for m in at.metric])
+    assert "mm²" in text or "No tumour region found" in text
+
+
+@needs_mri
+def test_mri_page_frame_slider_on_multiframe_dicom():
+    path = data_path("dicom", "emri_small.dcm")
+    at = visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/mri.py")
+    at.slider(key="mri_frame").set_value(5).run()
+    assert not at.exception

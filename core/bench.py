@@ -1,0 +1,182 @@
+"""Benchmark: ``python -m core.bench --out bench.json``.
+
+Measures TensorFlow import and model load times, per-model latency (decode + preprocess + predict +
+Grad-CAM, or + segment + overlay) as p50 / p95 over repeated single uploads, batch throughput of the
+pneumonia model, the process's resident memory with every model loaded, and the app's cold start
+(process start until the first page is served on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SCANSIGHT_DATA", REPO.parent / "shared" / "data"))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_upload(modality: str) -> tuple[str, bytes]:
+    """A real held-out image when the data folder is there, else a generated one of the same size."""
+    if modality == "chest-xray":
+        folder = DATA / "chest_xray" / "test" / "PNEUMONIA"
+        if folder.is_dir():
+            path = sorted(folder.iterdir())[0]
+            return path.name, path.read_bytes()
+        rng = np.random.default_rng(0)
+        return "generated.png", _png((rng.random((224, 224)) * 255).astype(np.uint8))
+    folder = DATA / "lgg_mri"
+    if folder.is_dir():
+        path = sorted(p for p in folder.rglob("*.jpg"))[0]
+        return path.name, path.read_bytes()
+    rng = np.random.default_rng(0)
+    return "generated.png", _png((rng.random((256, 256, 3)) * 255).astype(np.uint8))
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    values = np.array(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1)}
+
+
+def time_model(model, repeats: int) -> dict[str, Any]:
+    from core.explain import heatmap, overlay
+    from core.loading import load_image
+    from core.segmentation import mask_overlay, segment
+
+    name, data = sample_upload(model.card.modality)
+
+    def once() -> None:
+        image = load_image(data, name)
+        if model.card.task == "segmentation":
+            result = segment(model, image)
+            mask_overlay(image.frame(), result.mask)
+        else:
+            model.predict(image)
+            overlay(image.frame(), heatmap(model, image))
+
+    for _ in range(3):
+        once()  # warm-up: tracing, caches
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        samples.append(time.perf_counter() - start)
+    what = (
+        "decode + segment + overlay" if model.card.task == "segmentation" else "decode + predict + Grad-CAM + overlay"
+    )
+    return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
+
+
+def batch_throughput(model, n: int = 256, batch_size: int = 64) -> float:
+    from core.data import list_labelled
+    from core.loading import load_image
+
+    folder = DATA / "chest_xray" / "test"
+    if folder.is_dir():
+        payloads = [(s.path.name, s.path.read_bytes()) for s in list_labelled(folder, ["NORMAL", "PNEUMONIA"])[:n]]
+    else:
+        payloads = [sample_upload("chest-xray")] * n
+    start = time.perf_counter()
+    for offset in range(0, len(payloads), batch_size):
+        chunk = payloads[offset : offset + batch_size]
+        model.probabilities(np.stack([model.prepare(load_image(data, name)) for name, data in chunk]))
+    return len(payloads) / (time.perf_counter() - start)
+
+
+def cold_start(timeout: float = 60.0) -> float | None:
+    """Seconds from `streamlit run app.py` until the health endpoint and the first page answer."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        while time.perf_counter() - start < timeout:
+            try:
+                for path in ("/_stcore/health", "/"):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+                        reply.read()
+                return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.1)
+        return None
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--no-cold-start", action="store_true")
+    args = parser.parse_args(argv)
+
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    start = time.perf_counter()
+    import tensorflow as tf  # noqa: F401
+
+    result["tensorflow_import_s"] = round(time.perf_counter() - start, 2)
+    from core.models import ScanModel, available_models
+
+    models, load_times = {}, {}
+    for name, card in available_models().items():
+        start = time.perf_counter()
+        models[name] = ScanModel.load(card)
+        load_times[name] = round(time.perf_counter() - start, 2)
+    result["model_load_s"] = load_times
+    result["models"] = {name: time_model(model, args.repeats) for name, model in models.items()}
+    result["rss_mb"] = round(rss_mb(), 1)
+    if "pneumonia" in models:
+        result["batch_images_per_s"] = round(batch_throughput(models["pneumonia"]), 1)
+    if not args.no_cold_start:
+        seconds = cold_start()
+        result["cold_start_s"] = None if seconds is None else round(seconds, 2)
+
+    print(f"{'model':<20}{'p50 ms':>10}{'p95 ms':>10}  what")
+    for name, row in result["models"].items():
+        print(f"{name:<20}{row['p50_ms']:>10}{row['p95_ms']:>10}  {row['measures']}")
+    for key in ("tensorflow_import_s", "rss_mb", "batch_images_per_s", "cold_start_s"):
+        if key in result:
+            print(f"{key:<20}{result[key]:>10}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Segmentation helpers: threshold a probability map, measure it, draw it, export it."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from core.explain import fit_for_display, to_rgb8
+from core.loading import LoadedImage
+from core.models import ScanModel
+
+
+@dataclass
+class SegmentationResult:
+    """A binary mask at the slice's size, with its area."""
+
+    probability: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    area_pixels: int
+    area_mm2: float | None
+
+    @property
+    def found(self) -> bool:
+        return self.area_pixels > 0
+
+
+def mask_area(mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None) -> tuple[int, float | None]:
+    """Area in pixels, and in mm² when the pixel spacing (row, column) is known."""
+    pixels = int(np.count_nonzero(mask))
+    if not pixel_spacing_mm:
+        return pixels, None
+    return pixels, float(pixels * pixel_spacing_mm[0] * pixel_spacing_mm[1])
+
+
+def segment(model: ScanModel, image: LoadedImage | np.ndarray, frame: int = 0) -> SegmentationResult:
+    """Run a segmentation model and threshold its output at the card's mask threshold."""
+    probability = model.segment(image, frame)
+    threshold = float(model.card.mask_threshold or 0.5)
+    mask = probability >= threshold
+    spacing = image.pixel_spacing_mm if isinstance(image, LoadedImage) else None
+    pixels, mm2 = mask_area(mask, spacing)
+    return SegmentationResult(probability, mask, threshold, pixels, mm2)
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
+
+
+def mask_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    colour: str | tuple[int, int, int] = "#ff3030",
+    alpha: float = 0.45,
+    style: str = "fill",
+    max_side: int = 768,
+) -> np.ndarray:
+    """Draw a binary mask over the image, filled (blended) or as a contour; RGB uint8."""
+    base = fit_for_display(to_rgb8(image), max_side)
+    mask = cv2.resize(mask.astype(np.uint8), (base.shape[1], base.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    rgb = np.array(hex_to_rgb(colour) if isinstance(colour, str) else colour, dtype=np.float32)
+    out = base.astype(np.float32)
+    if style == "contour":
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        drawn = out.astype(np.uint8).copy()
+        cv2.drawContours(drawn, contours, -1, tuple(int(v) for v in rgb), max(1, base.shape[0] // 256))
+        return drawn
+    alpha = float(np.clip(alpha, 0, 1))
+    out[mask] = out[mask] * (1 - alpha) + rgb * alpha
+    return (out + 0.5).astype(np.uint8)
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """The mask as an 8-bit PNG (0 / 255), at the slice's size."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,76 @@
+"""Brain MRI: tumour mask over the slice, its area, the tumour probability with Grad-CAM, mask download."""
+
+import streamlit as st
+
+from core.explain import heatmap, overlay
+from core.segmentation import mask_overlay, mask_png, segment
+from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
+
+st.title("🧠 Brain MRI")
+st.caption(
+    "An axial brain MRI slice: the 3-channel stack of the LGG data set (pre-contrast, FLAIR, post-contrast) "
+    "or a single grey FLAIR slice (PNG, JPEG, TIFF or DICOM)."
+)
+
+image = require_image()
+if image is None:
+    st.stop()
+cards = model_cards()
+if "mri-segmentation" not in cards:
+    st.error("The brain MRI segmentation model is not installed in `weights/`.")
+    st.stop()
+for warning in modality_warnings(image, cards["mri-segmentation"]):
+    st.warning(warning + " The model was trained on brain MRI only: treat its answer with caution.", icon="🚫")
+
+controls = st.columns(4)
+with controls[0]:
+    frame = frame_picker(image, key="mri_frame")
+style = controls[1].radio("Mask style", ["fill", "contour"], horizontal=True, key="mri_style")
+alpha = controls[2].slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="mri_alpha", disabled=style == "contour")
+colour = controls[3].color_picker("Mask colour", "#FF3030", key="mri_colour")
+
+results = st.session_state.setdefault("mri_results", {})
+key = (st.session_state["upload"].key, frame)
+if key not in results:
+    with st.spinner("Segmenting…"):
+        result = segment(get_model("mri-segmentation"), image, frame)
+        tumour = None
+        if "mri-tumour" in cards:
+            classifier = get_model("mri-tumour")
+            tumour = (classifier.predict(image, frame), heatmap(classifier, image, frame=frame))
+    results.clear()
+    results[key] = (result, tumour)
+result, tumour = results[key]
+
+picture = image.frame(frame)
+left, right = st.columns([3, 2])
+with left:
+    st.image(mask_overlay(picture, result.mask, colour, alpha, style), caption="Predicted tumour mask", width="stretch")
+with right:
+    if result.found:
+        area = f"{result.area_pixels:,} pixels"
+        if result.area_mm2 is not None:
+            area += f" = {result.area_mm2:,.1f} mm²"
+        st.metric("Tumour area on this slice", area)
+        if result.area_mm2 is None:
+            st.caption("Area in mm² needs the DICOM PixelSpacing; this file has none.")
+    else:
+        st.markdown("**No tumour region found** on this slice at the model's mask threshold.")
+    if tumour is not None:
+        prediction, cam = tumour
+        p = prediction.positive_probability
+        st.metric("P(tumour on this slice)", f"{p:.1%}")
+        answer = prediction.label.replace("_", " ").lower()
+        st.markdown(f"Classifier answer: **{answer}** (threshold {prediction.threshold:.2f}).")
+        with st.expander("Grad-CAM of the tumour classifier"):
+            st.image(overlay(picture, cam, alpha=0.4), caption="Grad-CAM for 'TUMOUR'", width="stretch")
+    st.download_button(
+        "Download mask (PNG)", mask_png(result.mask), file_name="tumour_mask.png", mime="image/png", icon="⬇️"
+    )
+    test = cards["mri-segmentation"].metrics.get("test", {})
+    if test:
+        st.caption(
+            f"On {test['n_patients']} held-out patients: mean per-patient Dice {test['dice_mean']:.3f} "
+            f"(median {test['dice_median']:.3f})."
+        )
+    st.caption("Not a diagnosis: a teaching and demonstration tool.")

@@ -1,0 +1,53 @@
+"""Regression: the committed models on held-out real data must not fall below floors a little under
+what was measured (see the cards). Skipped, with the reason, when the data or the model is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.cards import list_cards
+from core.data import list_labelled
+from core.evaluate import _mri_patients, evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation
+from core.models import ScanModel
+from tests.helpers import data_path
+
+CARDS = list_cards()
+
+
+def needs(name: str):
+    return pytest.mark.skipif(name not in CARDS, reason=f"model '{name}' is not committed in weights/")
+
+
+@pytest.mark.slow
+@needs("pneumonia")
+def test_pneumonia_on_the_official_test_set():
+    samples = list_labelled(data_path("chest_xray", "test"), ["NORMAL", "PNEUMONIA"])
+    assert len(samples) == 624
+    metrics = evaluate_classifier(ScanModel.load("pneumonia"), samples, progress=False)
+    measured = CARDS["pneumonia"].metrics["test"]
+    assert metrics["accuracy"] == pytest.approx(measured["accuracy"], abs=0.005)  # the card is reproducible
+    assert metrics["accuracy"] >= 0.85
+    assert metrics["auc"] >= 0.93
+
+
+@pytest.mark.slow
+@needs("mri-segmentation")
+def test_mri_segmentation_on_held_out_patients():
+    model = ScanModel.load("mri-segmentation")
+    patients = _mri_patients(model, data_path("lgg_mri"), "test")
+    assert len(patients) == len(model.card.data["test_patients"]) > 0
+    metrics = evaluate_segmentation(model, patients, progress=False)
+    assert metrics["dice_mean"] == pytest.approx(model.card.metrics["test"]["dice_mean"], abs=0.005)
+    assert metrics["dice_mean"] >= FLOORS["mri-segmentation"]
+
+
+@pytest.mark.slow
+@needs("mri-tumour")
+def test_mri_tumour_on_held_out_patients():
+    model = ScanModel.load("mri-tumour")
+    metrics = evaluate_mri_tumour(model, _mri_patients(model, data_path("lgg_mri"), "test"), progress=False)
+    assert metrics["accuracy"] == pytest.approx(model.card.metrics["test"]["accuracy"], abs=0.005)
+    assert metrics["accuracy"] >= FLOORS["mri-tumour"]
+
+
+FLOORS = {"mri-segmentation": 0.70, "mri-tumour": 0.90}
