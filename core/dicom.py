@@ -10,6 +10,7 @@ from pydicom.multival import MultiValue
 
 from core.errors import CorruptImageError, ImageTooLargeError, UnsupportedFileError
 from core.loading import (
+    DECODER_ERRORS,
     MAX_FRAMES,
     MAX_PIXELS,
     PATIENT_FIELDS,
@@ -28,7 +29,7 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (InvalidDicomError, *DECODER_ERRORS) as error:
         raise CorruptImageError(f"The DICOM file could not be read; it looks damaged or truncated ({error}).") from None
     truncated = any("end of file" in str(warning.message).lower() for warning in caught)
     has_meta = bool(getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None))
@@ -52,19 +53,12 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
         raise ImageTooLargeError(f"The DICOM file has {n_frames} frames; ScanSight reads up to {MAX_FRAMES}.")
 
     pixels = _decode_pixels(dataset)
-    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    if samples == 1:
-        if n_frames == 1 and pixels.ndim == 2:
-            pixels = pixels[np.newaxis]
-        if not all_frames:
-            pixels = pixels[:1]
-        frames = np.stack([_grey_frame(dataset, frame, index, window) for index, frame in enumerate(pixels)])
-    else:
-        if n_frames == 1 and pixels.ndim == 3:
-            pixels = pixels[np.newaxis]
-        if not all_frames:
-            pixels = pixels[:1]
-        frames = rescale_to_unit(pixels.astype(np.float32))
+    try:
+        frames = _to_frames(dataset, pixels, n_frames, all_frames, window)
+    except DECODER_ERRORS as error:
+        raise CorruptImageError(f"The DICOM image values could not be interpreted ({error}).") from None
+    if not np.isfinite(frames).all():
+        frames = np.nan_to_num(frames, nan=0.0, posinf=1.0, neginf=0.0)
 
     return LoadedImage(
         frames=frames.astype(np.float32),
@@ -78,6 +72,22 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
     )
 
 
+def _to_frames(dataset, pixels: np.ndarray, n_frames: int, all_frames: bool, window) -> np.ndarray:
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if samples == 1:
+        if n_frames == 1 and pixels.ndim == 2:
+            pixels = pixels[np.newaxis]
+        if not all_frames:
+            pixels = pixels[:1]
+        return np.stack([_grey_frame(dataset, frame, index, window) for index, frame in enumerate(pixels)])
+    else:
+        if n_frames == 1 and pixels.ndim == 3:
+            pixels = pixels[np.newaxis]
+        if not all_frames:
+            pixels = pixels[:1]
+        return rescale_to_unit(pixels.astype(np.float32))
+
+
 def _decode_pixels(dataset) -> np.ndarray:
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
     syntax_name = getattr(syntax, "name", str(syntax or "unknown"))
@@ -88,7 +98,7 @@ def _decode_pixels(dataset) -> np.ndarray:
             f"This DICOM file is compressed as '{syntax_name}', which ScanSight cannot decode. "
             "Export it uncompressed (Explicit VR Little Endian) and upload it again."
         ) from None
-    except (RuntimeError, ValueError, EOFError, OSError, KeyError, AttributeError, TypeError, IndexError) as error:
+    except DECODER_ERRORS as error:
         message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         if "plugin" in message.lower() or "no available" in message.lower():
             raise UnsupportedFileError(

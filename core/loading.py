@@ -8,7 +8,9 @@ the extension. Nothing is written to disk and nothing about the content is logge
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +21,23 @@ from core.errors import (
     EmptyFileError,
     ImageTooLargeError,
     UnsupportedFileError,
+)
+
+#: What decoders raise on damaged input (Pillow's TIFF reader alone raises most of these).
+DECODER_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ZeroDivisionError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
 )
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -184,7 +203,7 @@ def _load_raster(data: bytes, kind: str, all_frames: bool) -> LoadedImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(f"The image is too large to decode safely ({error}).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+    except DECODER_ERRORS as error:
         raise CorruptImageError(
             f"The {kind.upper()} file could not be decoded; it looks damaged or truncated ({_short(error)})."
         ) from None

@@ -164,15 +164,20 @@ def train_segmentation(
     )
 
     model = build_resunet((size, size, 3), tuple(widths), name="mri_resunet")
-    steps = int(np.ceil(len(x_train) / batch_size))
+    has_tumour = y_train.reshape(len(y_train), -1).max(axis=1) > 0
+    # Balanced epochs: every tumour slice once, and as many slices without tumour drawn at random.
+    steps = int(np.ceil(2 * has_tumour.sum() / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=dice_bce_loss)
     log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
 
     augment = _augment_pairs(seed)
+    def stream(selector: np.ndarray, offset: int):
+        part = tf.data.Dataset.from_tensor_slices((x_train[selector], y_train[selector]))
+        return part.shuffle(int(selector.sum()), seed=seed + offset).repeat()
+
     dataset = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed)
+        tf.data.Dataset.sample_from_datasets([stream(has_tumour, 0), stream(~has_tumour, 1)], [0.5, 0.5], seed=seed)
         .batch(batch_size)
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
@@ -201,7 +206,7 @@ def train_segmentation(
                 log(f"early stop: no improvement for {patience} epochs")
                 self.model.stop_training = True
 
-    model.fit(dataset, epochs=epochs, callbacks=[Monitor()], verbose=0)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[Monitor()], verbose=0)
     model.set_weights(best["weights"])
 
     probabilities = _predict_batches(forward, x_val)
@@ -222,6 +227,7 @@ def train_segmentation(
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
         "batch_size": batch_size,
+        "sampling": "balanced epochs: each tumour slice once + as many random slices without tumour",
         "loss": "binary cross-entropy + (1 - soft Dice)",
         "optimiser": f"AdamW lr {learning_rate} cosine decay",
         "augmentation": "horizontal flip, rotation +-14 deg, zoom +-10%, shift +-5%, contrast +-20%, "
