@@ -8,7 +8,10 @@ st.set_page_config(page_title="ScanSight", page_icon="🩻", layout="wide")
 
 navigation = st.navigation(
     {
-        "ScanSight": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+        "ScanSight": [
+            st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+            st.Page("pages/model_card.py", title="Model cards", icon="📋"),
+        ],
         "Your scan": [
             st.Page("pages/upload.py", title="Upload", icon="📤"),
             st.Page("pages/preprocessing.py", title="Preprocessing preview", icon="🎛️"),

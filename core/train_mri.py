@@ -172,6 +172,7 @@ def train_segmentation(
     log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
 
     augment = _augment_pairs(seed)
+
     def stream(selector: np.ndarray, offset: int):
         part = tf.data.Dataset.from_tensor_slices((x_train[selector], y_train[selector]))
         return part.shuffle(int(selector.sum()), seed=seed + offset).repeat()

@@ -1,0 +1,89 @@
+"""Model cards: every model's data, split, threshold, measured metrics, confusion matrix, ROC and limits."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import model_cards
+
+st.title("📋 Model cards")
+st.caption("Every figure here was written by `python -m core.evaluate` on data the model never trained on.")
+
+cards = model_cards()
+if not cards:
+    st.info("No trained model is installed in `weights/`.")
+    st.stop()
+
+name = st.selectbox("Model", list(cards), format_func=lambda n: f"{cards[n].title} ({n})", key="card_model")
+card = cards[name]
+st.subheader(card.title)
+st.markdown(card.description)
+
+test = card.metrics.get("test")
+validation = card.metrics.get("validation", {})
+if test:
+    st.markdown(f"**Held-out test** — `{test.get('command', '')}`")
+    if card.task == "segmentation":
+        columns = st.columns(4)
+        columns[0].metric("Patients", test["n_patients"])
+        columns[1].metric("Dice, mean per patient", f"{test['dice_mean']:.3f}")
+        columns[2].metric("Dice, median", f"{test['dice_median']:.3f}")
+        columns[3].metric("IoU, mean per patient", f"{test['iou']:.3f}")
+        if test.get("dice_slices_with_tumour") is not None:
+            st.caption(
+                f"Mean Dice over the {test['n_slices_with_tumour']} test slices that show a tumour: "
+                f"{test['dice_slices_with_tumour']:.3f}."
+            )
+    else:
+        columns = st.columns(5)
+        columns[0].metric("Images", test["n"])
+        columns[1].metric("Accuracy", f"{test['accuracy']:.1%}")
+        columns[2].metric("Sensitivity", f"{test['sensitivity']:.1%}")
+        columns[3].metric("Specificity", f"{test['specificity']:.1%}")
+        columns[4].metric("AUC", f"{test['auc']:.3f}")
+        left, right = st.columns(2)
+        negative = next(c for c in card.classes if c != card.positive_class)
+        labels = [negative, card.positive_class]
+        matrix = test["confusion_matrix"]
+        heat = go.Figure(
+            go.Heatmap(z=matrix, x=labels, y=labels, text=matrix, texttemplate="%{text}", colorscale="Blues",
+                       showscale=False)
+        )  # fmt: skip
+        heat.update_layout(
+            title="Confusion matrix (test)", xaxis_title="predicted", yaxis_title="true", height=340,
+            yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        )  # fmt: skip
+        left.plotly_chart(heat, width="stretch")
+        if "roc" in test:
+            roc = go.Figure(go.Scatter(x=test["roc"]["fpr"], y=test["roc"]["tpr"], mode="lines", name="ROC"))
+            roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, name="chance"))
+            roc.update_layout(
+                title=f"ROC (test), AUC {test['auc']:.3f}", xaxis_title="1 - specificity", yaxis_title="sensitivity",
+                height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False,
+            )  # fmt: skip
+            right.plotly_chart(roc, width="stretch")
+else:
+    st.info("This model has no held-out test figures yet.")
+
+st.markdown("**Decision rule**")
+if card.threshold is not None:
+    st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
+if card.mask_threshold is not None:
+    st.markdown(f"- mask threshold **{card.mask_threshold:.2f}**: {card.threshold_method}")
+if card.calibration_method:
+    st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
+
+with st.expander("Data and split", expanded=True):
+    st.json({k: v for k, v in card.data.items() if not k.endswith("_patients")}, expanded=True)
+with st.expander("Network and training"):
+    st.markdown(card.architecture)
+    st.json({k: v for k, v in card.training.items() if k != "history"}, expanded=False)
+    st.markdown(
+        f"Input: {card.input.height} x {card.input.width} x {card.input.channels}; preprocessing: "
+        + " → ".join(step["name"] for step in card.preprocessing)
+    )
+if validation:
+    with st.expander("Validation figures (used to pick the threshold)"):
+        st.json({k: v for k, v in validation.items() if k not in ("roc",)}, expanded=False)
+st.markdown("**Limits**")
+for limit in card.limits:
+    st.markdown(f"- {limit}")
