@@ -1,0 +1,34 @@
+"""Batch CLI: readable files become predictions, unreadable ones rows with their error; nothing stops."""
+
+from __future__ import annotations
+
+import csv
+
+from core import predict
+from tests.helpers import encode, png_bytes, synthetic_chest
+from tests.test_models import make_model
+
+
+def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_model(weights, name="pneumonia")
+    folder = tmp_path / "studies"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "a.png").write_bytes(png_bytes(synthetic_chest(64)))
+    (folder / "nested" / "b.jpg").write_bytes(encode(synthetic_chest(80), "JPEG"))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out.csv"
+    code = predict.main([str(folder), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)])
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4
+    by_name = {row["file"].rsplit("/", 1)[-1]: row for row in rows}
+    assert by_name["a.png"]["label"] in {"NORMAL", "PNEUMONIA"} and 0 <= float(by_name["a.png"]["probability"]) <= 1
+    assert by_name["b.jpg"]["label"] and not by_name["b.jpg"]["error"]
+    assert "damaged or truncated" in by_name["broken.png"]["error"]
+    assert "empty" in by_name["empty.jpg"]["error"]
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "4 files, 2 predicted, 2 could not be read" in err
+    assert "Traceback" not in err
