@@ -18,6 +18,7 @@ navigation = st.navigation(
             st.Page("pages/prediction.py", title="Chest X-ray prediction", icon="🔎"),
             st.Page("pages/mri.py", title="Brain MRI", icon="🧠"),
         ],
+        "Many scans": [st.Page("pages/batch.py", title="Batch", icon="🗂️")],
     }
 )
 

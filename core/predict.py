@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from core.cards import WEIGHTS_DIR
 from core.data import IMAGE_SUFFIXES
-from core.errors import ScanSightError
+from core.errors import CorruptImageError, ImageTooLargeError, ScanSightError
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel
 
@@ -66,12 +66,13 @@ def header_flags(image: LoadedImage, model: ScanModel) -> list[str]:
     return flags
 
 
-def predict_files(
-    files: Sequence[Path], model: ScanModel, batch_size: int = 32, progress: bool = True
+def predict_uploads(
+    uploads: Iterable[tuple[str, Callable[[], bytes]]],
+    model: ScanModel,
+    batch_size: int = 32,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[BatchRow]:
-    """Rows in the order of `files`; images are predicted in batches."""
-    from tqdm import tqdm
-
+    """Rows for (name, read-bytes) pairs, in order; images are predicted in batches."""
     rows: list[BatchRow] = []
     pending: list[tuple[BatchRow, np.ndarray]] = []
 
@@ -86,24 +87,67 @@ def predict_files(
             row.label = model.classes[int(decision)]
         pending.clear()
 
-    for path in tqdm(files, disable=not progress, desc="predicting", unit="file"):
-        row = BatchRow(file=str(path), model=model.name)
+    for done, (name, read) in enumerate(uploads, start=1):
+        row = BatchRow(file=name, model=model.name)
         rows.append(row)
         try:
-            image = load_image(Path(path).read_bytes(), Path(path).name)
+            image = load_image(read(), Path(name).name)
             row.modality = image.modality or image.source_format.upper()
             row.flags = "; ".join(header_flags(image, model))
             pending.append((row, model.prepare(image)))
         except ScanSightError as error:
             row.error = str(error)
-            print(f"{path}: {error}", file=sys.stderr)
         except OSError as error:
             row.error = f"cannot read the file ({error.strerror or error})"
-            print(f"{path}: {row.error}", file=sys.stderr)
         if len(pending) >= batch_size:
             flush()
+        if on_progress:
+            on_progress(done)
     flush()
     return rows
+
+
+def predict_files(
+    files: Sequence[Path], model: ScanModel, batch_size: int = 32, progress: bool = True
+) -> list[BatchRow]:
+    """Rows for files on disk, with a progress bar; unreadable files get a note on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), disable=not progress, desc="predicting", unit="file")
+    uploads = [(str(path), lambda path=path: Path(path).read_bytes()) for path in files]
+    rows = predict_uploads(uploads, model, batch_size, on_progress=lambda done: bar.update(done - bar.n))
+    bar.close()
+    for row in rows:
+        if row.error:
+            print(f"{row.file}: {row.error}", file=sys.stderr)
+    return rows
+
+
+MAX_ZIP_MEMBERS = 1000
+MAX_ZIP_BYTES = 1024 * 1024 * 1024
+
+
+def unzip_in_memory(data: bytes) -> list[tuple[str, bytes]]:
+    """Image members of a zip archive, read in memory (bounded in count and size: no zip bombs)."""
+    import io
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in archive.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")]
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CorruptImageError(f"The zip archive could not be read ({error}).") from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ImageTooLargeError(f"The archive holds {len(members)} files; ScanSight reads up to {MAX_ZIP_MEMBERS}.")
+    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+        raise ImageTooLargeError("The archive unpacks to more than 1 GB; split it into smaller ones.")
+    out = []
+    for member in sorted(members, key=lambda m: m.filename):
+        try:
+            out.append((member.filename, archive.read(member)))
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+            out.append((member.filename, b""))
+    return out
 
 
 def write_csv(rows: Sequence[BatchRow], target) -> None:

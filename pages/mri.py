@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core.explain import heatmap, overlay
+from core.explain import fit_for_display, heatmap, overlay, to_rgb8
+from core.report import ReportContent, build_pdf
 from core.segmentation import mask_overlay, mask_png, segment
 from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
 
@@ -66,6 +67,23 @@ with right:
             st.image(overlay(picture, cam, alpha=0.4), caption="Grad-CAM for 'TUMOUR'", width="stretch")
     st.download_button(
         "Download mask (PNG)", mask_png(result.mask), file_name="tumour_mask.png", mime="image/png", icon="⬇️"
+    )
+    findings = [("Tumour area", f"{result.area_pixels:,} pixels")]
+    if result.area_mm2 is not None:
+        findings[0] = ("Tumour area", f"{result.area_pixels:,} pixels = {result.area_mm2:,.1f} mm²")
+    if tumour is not None:
+        findings.append(("P(tumour on this slice)", f"{tumour[0].positive_probability:.1%}"))
+    report = ReportContent(
+        title="Brain MRI tumour segmentation", card=cards["mri-segmentation"], image=fit_for_display(to_rgb8(picture)),
+        overlay=mask_overlay(picture, result.mask, colour, alpha, style), overlay_caption="Predicted tumour mask",
+        findings=findings, file_name=st.session_state["upload"].name,
+    )  # fmt: skip
+    st.download_button(
+        "Download PDF report",
+        build_pdf(report),
+        file_name="scansight_mri_report.pdf",
+        mime="application/pdf",
+        icon="📄",
     )
     test = cards["mri-segmentation"].metrics.get("test", {})
     if test:

@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
+from core.report import ReportContent, build_pdf
 from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
 
 st.title("🔎 Prediction")
@@ -84,4 +85,15 @@ with right:
             f"sensitivity {test['sensitivity']:.1%}, specificity {test['specificity']:.1%}, AUC {test['auc']:.3f}."
         )
     st.caption("Preprocessing: " + " → ".join(step["name"] for step in card.preprocessing))
+    findings = [(f"P({c})", f"{prediction.probabilities[c]:.1%}") for c in prediction.classes]
+    findings.append(("Model answer", prediction.label))
+    if prediction.threshold is not None:
+        findings.append(("Decision threshold", f"{prediction.threshold:.3f}"))
+    report = ReportContent(
+        title=card.title, card=card, image=fit_for_display(to_rgb8(picture)), overlay=overlay(picture, cam, alpha),
+        overlay_caption=f"{CAM_METHODS[method]} heatmap", findings=findings, file_name=st.session_state["upload"].name,
+    )  # fmt: skip
+    st.download_button(
+        "Download PDF report", build_pdf(report), file_name="scansight_report.pdf", mime="application/pdf", icon="📄"
+    )
     st.caption("A heatmap shows where the network looked, not where disease is. Not a diagnosis.")

@@ -106,6 +106,7 @@ def test_prediction_page_shows_probability_threshold_and_heatmap(method):
     assert "Model answer" in text and "threshold" in text
     assert at.get("plotly_chart")
     assert any(caption.startswith(("Grad-CAM", "Grad-CAM++")) for caption in captions(at))
+    assert any(button.label == "Download PDF report" for button in at.get("download_button"))
     at.slider(key="pred_alpha").set_value(0.8).run()
     assert not at.exception
 
@@ -146,3 +147,21 @@ def test_mri_page_frame_slider_on_multiframe_dicom():
     at = visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/mri.py")
     at.slider(key="mri_frame").set_value(5).run()
     assert not at.exception
+
+
+@needs_model
+def test_batch_page_makes_a_table_with_error_rows_and_a_csv():
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("one.png", png_bytes(synthetic_chest(64)))
+        handle.writestr("notes.txt", b"not an image")
+    at = visit(start(), "pages/batch.py")
+    at.file_uploader(key="batch_files").set_value(
+        [("a.png", png_bytes(synthetic_chest()), "image/png"), ("pack.zip", archive.getvalue(), "application/zip")]
+    ).run()
+    assert not at.exception
+    assert "3 files" in all_text(at) and "1 could not be read" in all_text(at)
+    assert at.get("download_button") and at.dataframe

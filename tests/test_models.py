@@ -128,3 +128,17 @@ def test_every_committed_model_loads_through_its_card():
         model = ScanModel.load(card.name)
         assert model.keras_model.output_shape[-1] == len(card.classes)
         assert card.threshold_method and card.data and card.metrics.get("validation")
+
+
+def test_pdf_report_is_a_pdf_with_its_images_and_the_notice(tiny):
+    from core.report import ReportContent, build_pdf
+
+    image = np.zeros((60, 80, 3), np.uint8)
+    pdf = build_pdf(
+        ReportContent(
+            title="Chest X-ray", card=tiny.card, image=image, overlay=image + 50, overlay_caption="Grad-CAM",
+            findings=[("P(PNEUMONIA)", "73.0%"), ("Area", "120 mm²")], file_name="x.png",
+        )
+    )  # fmt: skip
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Subtype /Image") >= 2
+    assert len(pdf) > 2000
