@@ -11,6 +11,7 @@ from core.cards import ModelCard
 from core.errors import ScanSightError
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
+from core.samples import SampleImage, list_samples
 
 DISCLAIMER = (
     "ScanSight is a teaching and demonstration tool. It is **not a medical device** and does "
@@ -39,6 +40,11 @@ def get_model(name: str) -> ScanModel:
 @st.cache_data(show_spinner=False)
 def model_cards() -> dict[str, ModelCard]:
     return available_models()
+
+
+@st.cache_data(show_spinner=False)
+def sample_images() -> list[SampleImage]:
+    return list_samples()
 
 
 def current_upload() -> Upload | None:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.explain import fit_for_display, to_rgb8
 from core.loading import MAX_FILE_BYTES
-from pages.common import clear_upload, current_upload, frame_picker, loaded_image, set_upload, show_error
+from pages.common import clear_upload, current_upload, frame_picker, loaded_image, sample_images, set_upload, show_error
 
 st.title("📤 Upload")
 st.caption(
@@ -24,6 +24,13 @@ if uploaded is not None:
     data = uploaded.getvalue()
     if current is None or current.name != uploaded.name or current.data != data:
         set_upload(uploaded.name, data)
+
+samples = sample_images()
+if samples:
+    with st.expander("…or try a sample image"):
+        chosen = st.selectbox("Sample", list(range(len(samples))), format_func=lambda i: samples[i].label, key="sample")
+        if st.button("Load this sample", key="load_sample"):
+            set_upload(samples[chosen].path.name, samples[chosen].read())
 
 upload = current_upload()
 if upload is None:

@@ -165,3 +165,12 @@ def test_batch_page_makes_a_table_with_error_rows_and_a_csv():
     assert not at.exception
     assert "3 files" in all_text(at) and "1 could not be read" in all_text(at)
     assert at.get("download_button") and at.dataframe
+
+
+def test_a_sample_can_be_loaded_from_the_upload_page():
+    at = visit(start(), "pages/upload.py")
+    if not at.selectbox(key="sample").options:
+        pytest.skip("no sample images installed")
+    at.button(key="load_sample").click().run()
+    assert not at.exception
+    assert "Format:" in all_text(at) or at.error  # a valid sample shows, the truncated one explains itself

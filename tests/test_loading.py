@@ -174,3 +174,55 @@ def test_real_truncated_dicom_is_corrupt():
     path = data_path("dicom", "emri_small_jpeg_2k_lossless_too_short.dcm")
     with pytest.raises(CorruptImageError):
         load_image(path.read_bytes(), path.name)
+
+
+def _package_dicom(name: str) -> bytes:
+    """A DICOM test file shipped inside the installed pydicom / pydicom-data packages (no download)."""
+    from core.samples import _package_dicom_dirs
+
+    for folder in _package_dicom_dirs():
+        if (folder / name).is_file():
+            return (folder / name).read_bytes()
+    pytest.skip(f"{name} is not in the installed pydicom packages")
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"])
+def test_compressed_package_dicoms_decode(name):
+    image = load_image(_package_dicom(name), name)
+    assert image.modality == "MR" and image.shape == (64, 64)
+
+
+def test_jpeg_ls_matches_uncompressed_multiframe():
+    lossless = load_image(_package_dicom("emri_small_jpeg_ls_lossless.dcm"), "a.dcm")
+    plain = load_image(_package_dicom("emri_small.dcm"), "b.dcm")
+    assert lossless.n_frames == plain.n_frames == 10
+    np.testing.assert_allclose(lossless.frames, plain.frames, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "words"),
+    [
+        ("reportsi.dcm", CorruptImageError, "no pixel data"),
+        ("rtplan.dcm", CorruptImageError, "no pixel data"),
+        ("MR_truncated.dcm", CorruptImageError, "damaged or truncated"),
+    ],
+)
+def test_package_dicoms_that_hold_no_usable_image(name, error, words):
+    with pytest.raises(error, match=words):
+        load_image(_package_dicom(name), name)
+
+
+def test_voi_lut_sequence_is_applied():
+    image = load_image(_package_dicom("vlut_04.dcm"), "vlut_04.dcm")
+    assert image.frames.min() == 0.0 and image.frames.max() == 1.0
+
+
+def test_samples_come_from_installed_packages_or_a_folder(tmp_path, monkeypatch):
+    from core.samples import list_samples
+
+    monkeypatch.delenv("SCANSIGHT_SAMPLES", raising=False)
+    packaged = list_samples()
+    assert packaged and all(sample.path.is_file() for sample in packaged)
+    (tmp_path / "x.png").write_bytes(png_bytes(synthetic_chest(32)))
+    (tmp_path / "notes.txt").write_text("not a sample")
+    assert [sample.label for sample in list_samples(tmp_path)] == ["x.png"]
