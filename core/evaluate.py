@@ -146,7 +146,7 @@ def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = T
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__)
-    parser.add_argument("task", choices=sorted(LISTERS) + list(MRI_TASKS))
+    parser.add_argument("task", choices=[*sorted(LISTERS), *MRI_TASKS, "ct-infection"])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where to write the metrics JSON")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
@@ -163,7 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.data} is not a folder")
 
     model = ScanModel.load(args.task, args.weights)
-    if args.task in MRI_TASKS:
+    if args.task == "ct-infection":
+        from core.ct import evaluate_ct, list_ct
+
+        metrics = evaluate_ct(model, list_ct(args.data))
+    elif args.task in MRI_TASKS:
         patients = _mri_patients(model, args.data, args.split)
         if not patients:
             parser.error(f"no patient folders found under {args.data}")

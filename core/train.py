@@ -265,7 +265,7 @@ def export_model(model, path: Path) -> None:
     clean.save(path)
 
 
-MRI_TASKS = ("mri-segmentation", "mri-tumour")
+MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -302,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.train_mri import train_segmentation
 
         train_segmentation(args.data, args.out, **common, **optional)
+    elif args.task == "ct-infection":
+        from core.ct import train_ct
+
+        common["patience"] = max(args.patience, 40) if args.patience == 8 else args.patience
+        train_ct(args.data, args.out, **common, **optional)
     elif args.task == "mri-tumour":
         from core.train_mri import train_tumour
 

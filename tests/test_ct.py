@@ -1,0 +1,74 @@
+"""CT infection: loader, lung-area share, and train + evaluate CLIs on a tiny generated set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import evaluate, train
+from core.ct import infected_share, list_ct, lung_mask
+from tests.helpers import data_path
+
+
+def synthetic_ct(size: int = 96, lesion: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size), np.float32)
+    image[((xx - 0.5) / 0.45) ** 2 + ((yy - 0.5) / 0.38) ** 2 < 1] = 0.7  # body
+    lungs = np.zeros((size, size), bool)
+    for cx in (0.3, 0.7):
+        lungs |= ((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.25) ** 2 < 1
+    image[lungs] = 0.1
+    mask = np.zeros((size, size), bool)
+    if lesion:
+        mask = lungs & (((xx - 0.3) / 0.08) ** 2 + ((yy - 0.55) / 0.08) ** 2 < 1)
+        image[mask] = 0.45
+    return image, mask
+
+
+def make_ct_set(root: Path, n: int = 10) -> Path:
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    for index in range(n):
+        image, mask = synthetic_ct(lesion=index % 3 != 0)
+        Image.fromarray((image * 255).astype(np.uint8)).save(root / "images" / f"{index}.jpg", quality=95)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"{index}.png")
+    return root
+
+
+def test_list_ct_pairs_images_and_masks_in_numeric_order(tmp_path):
+    slices = list_ct(make_ct_set(tmp_path, n=12))
+    assert [s.image.stem for s in slices] == [str(i) for i in range(12)]
+    assert all(s.mask is not None and s.multiclass is None for s in slices)
+
+
+def test_lung_mask_and_infected_share_on_a_synthetic_slice():
+    image, mask = synthetic_ct(128)
+    lungs = lung_mask(image)
+    assert lungs[64, 38] and not lungs[5, 5] and not lungs[64, 64]  # left lung yes, air and mediastinum no
+    share = infected_share(mask, image)
+    assert share is not None and 0.05 < share < 0.3
+
+
+@pytest.mark.slow
+def test_ct_train_then_evaluate_cli(tmp_path):
+    data = make_ct_set(tmp_path / "ct")
+    out = tmp_path / "weights"
+    out.mkdir()
+    args = ["ct-infection", "--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64"]
+    assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4"]) == 0
+    report = tmp_path / "ct.json"
+    assert evaluate.main(["ct-infection", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
+    result = json.loads(report.read_text())
+    for key in ("n", "dice_mean", "iou_mean", "sensitivity", "specificity"):
+        assert key in result
+    assert result["n"] == 10
+
+
+def test_real_ct_folders():
+    assert len(list_ct(data_path("covid_ct_seg", "train"))) == 50
+    test = list_ct(data_path("covid_ct_seg", "test"))
+    assert len(test) == 48 and all(s.multiclass is not None for s in test)
