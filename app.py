@@ -17,6 +17,7 @@ navigation = st.navigation(
             st.Page("pages/preprocessing.py", title="Preprocessing preview", icon="🎛️"),
             st.Page("pages/prediction.py", title="Chest X-ray prediction", icon="🔎"),
             st.Page("pages/mri.py", title="Brain MRI", icon="🧠"),
+            st.Page("pages/ct.py", title="CT lung infection", icon="🫁"),
         ],
         "Many scans": [st.Page("pages/batch.py", title="Batch", icon="🗂️")],
     }

@@ -174,3 +174,14 @@ def test_a_sample_can_be_loaded_from_the_upload_page():
     at.button(key="load_sample").click().run()
     assert not at.exception
     assert "Format:" in all_text(at) or at.error  # a valid sample shows, the truncated one explains itself
+
+
+@pytest.mark.skipif("ct-infection" not in list_cards(), reason="no committed CT model in weights/")
+def test_ct_page_draws_the_infection_and_its_share():
+    from tests.test_ct import synthetic_ct
+
+    image, _ = synthetic_ct(256)
+    at = visit(upload(start(), "ct.png", png_bytes((image * 255).astype(np.uint8))), "pages/ct.py")
+    assert any(m.label == "Infected share of the visible lung" for m in at.metric)
+    at.toggle(key="ct_lungs").set_value(True).run()
+    assert not at.exception and at.get("download_button")
