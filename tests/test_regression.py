@@ -26,8 +26,9 @@ def test_pneumonia_on_the_official_test_set():
     metrics = evaluate_classifier(ScanModel.load("pneumonia"), samples, progress=False)
     measured = CARDS["pneumonia"].metrics["test"]
     assert metrics["accuracy"] == pytest.approx(measured["accuracy"], abs=0.005)  # the card is reproducible
-    assert metrics["accuracy"] >= 0.85
-    assert metrics["auc"] >= 0.93
+    # measured 0.880 accuracy, 0.974 AUC (weights/pneumonia.json); floors a little under
+    assert metrics["accuracy"] >= 0.86
+    assert metrics["auc"] >= 0.96
 
 
 @pytest.mark.slow
