@@ -64,6 +64,26 @@ if test:
 else:
     st.info("This model has no held-out test figures yet.")
 
+localisation = card.metrics.get("localisation")
+if localisation:
+    st.markdown("**Can the heatmap be trusted?** Grad-CAM against radiologists' boxes (RSNA sample, adult X-rays)")
+    st.table(
+        {
+            "method": list(localisation["methods"]),
+            "pointing game (max inside a box)": [f"{m['pointing_game']:.0%}" for m in localisation["methods"].values()],
+            "IoU, map > half max vs boxes": [f"{m['iou_mean']:.3f}" for m in localisation["methods"].values()],
+            "rank corr. with shuffled-weights map": [
+                f"{m['randomised_rank_correlation_mean']:.2f}" for m in localisation["methods"].values()
+            ],
+        }
+    )
+    st.caption(
+        f"{localisation['n_positive']} images with {localisation['n_boxes']} boxes; `{localisation['command']}`. "
+        f"On these adult images the model called {localisation['sensitivity_on_rsna_positives']:.0%} of the "
+        f"pneumonia cases and only {localisation['specificity_on_rsna_negatives']:.0%} of the others normal: "
+        "adult X-rays are outside what it learnt. Read heatmaps as where the network looked, not as lesions."
+    )
+
 st.markdown("**Decision rule**")
 if card.threshold is not None:
     st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
