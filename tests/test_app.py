@@ -75,6 +75,7 @@ def test_upload_then_preprocessing_preview():
         ("cut.jpg", encode(synthetic_chest(), "JPEG")[:500], "damaged or truncated"),
         ("tiny.png", png_bytes(np.zeros((1, 1), np.uint8)), "too small"),
     ],
+    ids=["empty", "text", "truncated-jpeg", "1x1"],
 )
 def test_bad_upload_shows_a_message_not_a_traceback(name, data, expected):
     at = upload(start(), name, data)
@@ -185,3 +186,12 @@ def test_ct_page_draws_the_infection_and_its_share():
     assert any(m.label == "Infected share of the visible lung" for m in at.metric)
     at.toggle(key="ct_lungs").set_value(True).run()
     assert not at.exception and at.get("download_button")
+
+
+@needs_model
+def test_model_card_page_shows_every_model():
+    at = visit(start(), "pages/model_card.py")
+    for name in list_cards():
+        at.selectbox(key="card_model").set_value(name).run()
+        assert not at.exception
+        assert "Limits" in all_text(at)
