@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
+from core.fitting import best_epoch_monitor, compile_cosine, export_model
 from core.loading import load_image
 from core.metrics import dice
 from core.models import ScanModel, build_resunet
@@ -117,7 +118,6 @@ def train_ct(
     import keras
     import tensorflow as tf
 
-    from core.train import export_model
     from core.train_mri import _augment_pairs, _predict_batches, dice_bce_loss
 
     keras.utils.set_random_seed(seed)
@@ -148,8 +148,7 @@ def train_ct(
     log(f"ct-infection: train {len(x_train)} / validation {len(x_val)} slices")
     model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=dice_bce_loss)
+    compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
     augment = _augment_pairs(seed)
     dataset = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -160,30 +159,14 @@ def train_ct(
         .prefetch(tf.data.AUTOTUNE)
     )
     forward = tf.function(lambda x: model(x, training=False))
-    best: dict[str, Any] = {"score": -1.0, "epoch": 0, "weights": None}
-    history = []
 
     def val_dice(threshold: float = 0.5) -> float:
         probabilities = _predict_batches(forward, x_val)
         return float(np.mean([dice(p >= threshold, t >= 0.5) for p, t in zip(probabilities, y_val, strict=True)]))
 
-    class Monitor(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            value = val_dice()
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_dice": value})
-            marker = ""
-            if value > best["score"]:
-                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
-                marker = " *"
-            log(
-                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation Dice {value:.4f}{marker} "
-                f"({time.time() - started:.0f}s)"
-            )
-            if epoch + 1 - best["epoch"] >= patience:
-                self.model.stop_training = True
-
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[Monitor()], verbose=0)
-    model.set_weights(best["weights"])
+    monitor, best = best_epoch_monitor(model, val_dice, "Dice", epochs, patience, log)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
+    model.set_weights(best.weights)
     grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
     scores = [val_dice(t) for t in grid]
     card.mask_threshold = float(grid[int(np.argmax(scores))])
@@ -199,13 +182,13 @@ def train_ct(
         "n_validation": len(validation),
     }
     card.training = {
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
+        "epochs_run": len(best.history),
+        "best_epoch": best.epoch,
         "loss": "binary cross-entropy + (1 - soft Dice)",
         "augmentation": "horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
         "seed": seed,
         "seconds": round(time.time() - started, 1),
-        "history": history,
+        "history": best.history,
     }
     card.metrics = {"validation": {"n": len(validation), "dice_mean": max(scores)}}
     card.save(Path(out_dir) / f"{card.name}.json")

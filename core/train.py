@@ -20,6 +20,7 @@ import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
 from core.data import Sample, list_labelled, list_pneumonia_types, load_arrays, split_by_patient
+from core.fitting import best_epoch_monitor, compile_cosine, export_model
 from core.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
 from core.models import ScanModel, build_classifier, softmax
 
@@ -148,10 +149,8 @@ def train_classifier(
         (size, size, 1), n_classes, widths=tuple(widths), name=f"{task.name.replace('-', '_')}_cnn"
     )
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps_per_epoch * epochs, alpha=0.05)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    compile_cosine(
+        model, learning_rate, steps_per_epoch, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     log(f"model: {model.count_params():,} parameters, input {size}x{size}x1")
 
@@ -179,30 +178,13 @@ def train_classifier(
             return float(roc_auc_score(y_val, probabilities[:, 1]))
         return multiclass_metrics(y_val, probabilities, task.classes)["macro_f1"]
 
-    best = {"score": -1.0, "epoch": 0, "weights": None}
-    checkpoint = out_dir / ".checkpoints"
-    checkpoint.mkdir(exist_ok=True)
-    history = []
-
-    class Monitor(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            value = score(validation_logits())
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_score": value})
-            marker = ""
-            if value > best["score"]:
-                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
-                model.save(checkpoint / f"{task.name}.keras")
-                marker = " *"
-            log(
-                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation "
-                f"{'AUC' if n_classes == 2 else 'macro-F1'} {value:.4f}{marker} ({time.time() - started:.0f}s)"
-            )
-            if epoch + 1 - best["epoch"] >= patience:
-                log(f"early stop: no improvement for {patience} epochs")
-                self.model.stop_training = True
-
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[Monitor()], verbose=0)
-    model.set_weights(best["weights"])
+    metric = "AUC" if n_classes == 2 else "macro-F1"
+    monitor, best = best_epoch_monitor(
+        model, lambda: score(validation_logits()), metric, epochs, patience, log,
+        checkpoint=out_dir / ".checkpoints" / f"{task.name}.keras",
+    )  # fmt: skip
+    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[monitor], verbose=0)
+    model.set_weights(best.weights)
 
     logits = validation_logits()
     temperature, nll_before, nll_after = fit_temperature(logits, y_val)
@@ -235,8 +217,8 @@ def train_classifier(
         "test": "official 624-image test set (chest_xray/test), never used for training, tuning or the threshold",
     }
     card.training = {
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
+        "epochs_run": len(best.history),
+        "best_epoch": best.epoch,
         "batch_size": batch_size,
         "optimiser": f"AdamW lr {learning_rate} cosine decay, weight decay 1e-4",
         "loss": "cross-entropy with balanced class weights",
@@ -245,7 +227,7 @@ def train_classifier(
         "seed": seed,
         "seconds": round(time.time() - started, 1),
         "command": " ".join(["python -m core.train", *sys.argv[1:]]) if sys.argv[0].endswith("train.py") else "",
-        "history": history,
+        "history": best.history,
     }
     card.metrics = {"validation": validation_metrics}
     card.save(out_dir / f"{card.name}.json")
@@ -254,15 +236,6 @@ def train_classifier(
         + json.dumps({k: v for k, v in validation_metrics.items() if isinstance(v, float)}, indent=None)
     )
     return card
-
-
-def export_model(model, path: Path) -> None:
-    """Save the network alone (no optimiser state): smaller files, same predictions."""
-    import keras
-
-    clean = keras.Model.from_config(model.get_config())
-    clean.set_weights(model.get_weights())
-    clean.save(path)
 
 
 MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection")

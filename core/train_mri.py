@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
+from core.fitting import best_epoch_monitor, compile_cosine, export_model
 from core.metrics import binary_metrics, dice, fit_temperature, youden_threshold
 from core.models import ScanModel, build_resunet, classifier_from_encoder, softmax
 from core.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
@@ -127,8 +128,6 @@ def train_segmentation(
     import keras
     import tensorflow as tf
 
-    from core.train import export_model
-
     keras.utils.set_random_seed(seed)
     started = time.time()
     out_dir = Path(out_dir)
@@ -167,8 +166,7 @@ def train_segmentation(
     has_tumour = y_train.reshape(len(y_train), -1).max(axis=1) > 0
     # Balanced epochs: every tumour slice once, and as many slices without tumour drawn at random.
     steps = int(np.ceil(2 * has_tumour.sum() / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=dice_bce_loss)
+    compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
     log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
 
     augment = _augment_pairs(seed)
@@ -184,31 +182,13 @@ def train_segmentation(
         .prefetch(tf.data.AUTOTUNE)
     )
     forward = tf.function(lambda x: model(x, training=False))
-    best = {"score": -1.0, "epoch": 0, "weights": None}
-    history: list[dict[str, float]] = []
-    checkpoint = out_dir / ".checkpoints"
-    checkpoint.mkdir(exist_ok=True)
-
-    class Monitor(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            probabilities = _predict_batches(forward, x_val)
-            value = float(np.mean(patient_dice(probabilities, y_val, owners_val, 0.5)))
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_dice": value})
-            marker = ""
-            if value > best["score"]:
-                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
-                model.save(checkpoint / "mri-segmentation.keras")
-                marker = " *"
-            log(
-                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation per-patient Dice {value:.4f}{marker} "
-                f"({time.time() - started:.0f}s)"
-            )
-            if epoch + 1 - best["epoch"] >= patience:
-                log(f"early stop: no improvement for {patience} epochs")
-                self.model.stop_training = True
-
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[Monitor()], verbose=0)
-    model.set_weights(best["weights"])
+    monitor, best = best_epoch_monitor(
+        model,
+        lambda: float(np.mean(patient_dice(_predict_batches(forward, x_val), y_val, owners_val, 0.5))),
+        "per-patient Dice", epochs, patience, log, checkpoint=out_dir / ".checkpoints" / "mri-segmentation.keras",
+    )  # fmt: skip
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
+    model.set_weights(best.weights)
 
     probabilities = _predict_batches(forward, x_val)
     grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
@@ -225,8 +205,8 @@ def train_segmentation(
     )
     card.data = _split_info(train, validation, test, seed)
     card.training = {
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
+        "epochs_run": len(best.history),
+        "best_epoch": best.epoch,
         "batch_size": batch_size,
         "sampling": "balanced epochs: each tumour slice once + as many random slices without tumour",
         "loss": "binary cross-entropy + (1 - soft Dice)",
@@ -235,7 +215,7 @@ def train_segmentation(
         "FLAIR-only input 30%",
         "seed": seed,
         "seconds": round(time.time() - started, 1),
-        "history": history,
+        "history": best.history,
     }
     card.metrics = {
         "validation": {
@@ -267,8 +247,6 @@ def train_tumour(
     """Slice-level tumour yes/no: the trained ResUNet's encoder plus a new head, all fine-tuned."""
     import keras
     import tensorflow as tf
-
-    from core.train import export_model
 
     keras.utils.set_random_seed(seed)
     started = time.time()
@@ -303,11 +281,7 @@ def train_tumour(
     counts = np.bincount(y_train, minlength=2)
     class_weight = {i: float(len(y_train) / (2 * max(c, 1))) for i, c in enumerate(counts)}
     steps = int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * epochs, alpha=0.05)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    compile_cosine(model, learning_rate, steps, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     augment = _augment_pairs(seed)
     dataset = (
         tf.data.Dataset.from_tensor_slices((x_train, m_train, y_train))
@@ -317,28 +291,15 @@ def train_tumour(
         .prefetch(tf.data.AUTOTUNE)
     )
     forward = tf.function(lambda x: model(x, training=False))
-    best = {"score": -1.0, "epoch": 0, "weights": None}
-    history: list[dict[str, float]] = []
 
-    class Monitor(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            from sklearn.metrics import roc_auc_score
+    def validation_auc() -> float:
+        from sklearn.metrics import roc_auc_score
 
-            value = float(roc_auc_score(y_val, softmax(_predict_batches(forward, x_val))[:, 1]))
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_auc": value})
-            marker = ""
-            if value > best["score"]:
-                best.update(score=value, epoch=epoch + 1, weights=model.get_weights())
-                marker = " *"
-            log(
-                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation AUC {value:.4f}{marker} "
-                f"({time.time() - started:.0f}s)"
-            )
-            if epoch + 1 - best["epoch"] >= patience:
-                self.model.stop_training = True
+        return float(roc_auc_score(y_val, softmax(_predict_batches(forward, x_val))[:, 1]))
 
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[Monitor()], verbose=0)
-    model.set_weights(best["weights"])
+    monitor, best = best_epoch_monitor(model, validation_auc, "AUC", epochs, patience, log)
+    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[monitor], verbose=0)
+    model.set_weights(best.weights)
     logits = _predict_batches(forward, x_val)
     temperature, nll_before, nll_after = fit_temperature(logits, y_val)
     probabilities = softmax(logits, temperature)
@@ -357,14 +318,14 @@ def train_tumour(
     )
     card.data = _split_info(train, validation, test, seed)
     card.training = {
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
+        "epochs_run": len(best.history),
+        "best_epoch": best.epoch,
         "init": "mri-segmentation encoder weights",
         "loss": "cross-entropy with balanced class weights",
         "optimiser": f"AdamW lr {learning_rate} cosine decay",
         "seed": seed,
         "seconds": round(time.time() - started, 1),
-        "history": history,
+        "history": best.history,
     }
     card.metrics = {"validation": binary_metrics(y_val, probabilities[:, 1], card.threshold)}
     card.save(out_dir / f"{card.name}.json")

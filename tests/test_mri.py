@@ -96,3 +96,29 @@ def test_real_lgg_folder_has_90_patients():
     patients = list_patients(data_path("lgg_mri"))
     assert len(patients) == 90
     assert sum(len(p.slices) for p in patients) == 3153
+
+
+@pytest.mark.slow
+def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
+    import json
+
+    from core import evaluate, train
+    from core.cards import ModelCard
+
+    data = tmp_path / "kaggle_3m"
+    for number in range(10):
+        make_patient(data, f"TCGA_AB_{number:04d}_20000101", "kaggle", n_slices=4)
+    out = tmp_path / "weights"
+    common = ["--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4"]
+    assert train.main(["mri-segmentation", *common, "--size", "32", "--widths", "4,8,8,16"]) == 0
+    card = ModelCard.load(out / "mri-segmentation.json")
+    assert len(card.data["test_patients"]) == 2 and 0.2 <= card.mask_threshold <= 0.8
+    tumour_args = ["mri-tumour", *common, "--segmentation-card", str(out / "mri-segmentation.json")]
+    assert train.main(tumour_args) == 0
+    for task, keys in [("mri-segmentation", ("dice_mean", "dice_median", "iou")), ("mri-tumour", ("accuracy", "auc"))]:
+        report = tmp_path / f"{task}.json"
+        args = [task, "--data", str(data), "--weights", str(out), "--out", str(report), "--split", "test"]
+        assert evaluate.main([*args, "--update-card"]) == 0
+        result = json.loads(report.read_text())
+        assert result["n_patients"] == 2 and all(key in result for key in keys)
+        assert ModelCard.load(out / f"{task}.json").metrics["test"]["n_patients"] == 2
