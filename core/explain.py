@@ -118,9 +118,10 @@ def fit_for_display(image: np.ndarray, max_side: int = 768) -> np.ndarray:
 def overlay(
     image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: int = cv2.COLORMAP_JET, max_side: int = 768
 ) -> np.ndarray:
-    """Blend a [0, 1] heatmap, coloured with `colormap`, over the image; RGB uint8."""
+    """Blend a [0, 1] heatmap, coloured with `colormap`, over the image (opacity `alpha` x sqrt(map)); RGB uint8."""
     base = fit_for_display(to_rgb8(image), max_side)
     cam = cv2.resize(np.asarray(cam, dtype=np.float32), (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
     coloured = cv2.cvtColor(cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), colormap), cv2.COLOR_BGR2RGB)
-    alpha = float(np.clip(alpha, 0, 1))
-    return (base.astype(np.float32) * (1 - alpha) + coloured.astype(np.float32) * alpha + 0.5).astype(np.uint8)
+    # Opacity grows with the map's value: cold regions keep the anatomy visible, hot ones are coloured.
+    weight = (float(np.clip(alpha, 0, 1)) * np.sqrt(np.clip(cam, 0, 1)))[..., np.newaxis]
+    return (base.astype(np.float32) * (1 - weight) + coloured.astype(np.float32) * weight + 0.5).astype(np.uint8)

@@ -7,8 +7,9 @@ import streamlit as st
 
 from core.errors import ScanSightError
 from core.predict import COLUMNS, predict_uploads, unzip_in_memory, write_csv
-from pages.common import get_model, model_cards, show_error
+from pages.shared.common import get_model, model_cards, page_setup, show_error
 
+page_setup("Batch")
 st.title("🗂️ Batch")
 st.caption("Upload many images, or one zip of them. Files stay in memory; the table is yours to download.")
 

@@ -4,8 +4,9 @@ import streamlit as st
 
 from core.ct import infected_share, lung_mask
 from core.segmentation import mask_overlay, mask_png, segment
-from pages.common import frame_picker, get_model, model_cards, require_image
+from pages.shared.common import frame_picker, get_model, model_cards, page_setup, require_image
 
+page_setup("CT lung infection")
 st.title("🫁 CT lung infection")
 st.caption("An axial chest CT slice (PNG, JPEG, TIFF or DICOM). The infected area is drawn over it.")
 

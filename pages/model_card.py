@@ -3,8 +3,9 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import model_cards
+from pages.shared.common import model_cards, page_setup
 
+page_setup("Model cards")
 st.title("📋 Model cards")
 st.caption("Every figure here was written by `python -m core.evaluate` on data the model never trained on.")
 

@@ -5,8 +5,9 @@ import streamlit as st
 from core.explain import fit_for_display, heatmap, overlay, to_rgb8
 from core.report import ReportContent, build_pdf
 from core.segmentation import mask_overlay, mask_png, segment
-from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
+from pages.shared.common import frame_picker, get_model, modality_warnings, model_cards, page_setup, require_image
 
+page_setup("Brain MRI")
 st.title("🧠 Brain MRI")
 st.caption(
     "An axial brain MRI slice: the 3-channel stack of the LGG data set (pre-contrast, FLAIR, post-contrast) "

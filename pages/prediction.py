@@ -5,9 +5,10 @@ import streamlit as st
 
 from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
 from core.report import ReportContent, build_pdf
-from pages.common import frame_picker, get_model, modality_warnings, model_cards, require_image
+from pages.shared.common import frame_picker, get_model, modality_warnings, model_cards, page_setup, require_image
 
-st.title("🔎 Prediction")
+page_setup("Chest X-ray prediction")
+st.title("🔎 Chest X-ray prediction")
 
 image = require_image()
 if image is None:

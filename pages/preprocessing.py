@@ -4,8 +4,9 @@ import streamlit as st
 
 from core.explain import fit_for_display, to_rgb8
 from core.preprocessing import STEPS, Compose, build_step
-from pages.common import frame_picker, require_image
+from pages.shared.common import frame_picker, page_setup, require_image
 
+page_setup("Preprocessing preview")
 st.title("🎛️ Preprocessing preview")
 st.caption("See what each step does. The model's own preprocessing is listed on the Prediction page.")
 

@@ -4,8 +4,18 @@ import streamlit as st
 
 from core.explain import fit_for_display, to_rgb8
 from core.loading import MAX_FILE_BYTES
-from pages.common import clear_upload, current_upload, frame_picker, loaded_image, sample_images, set_upload, show_error
+from pages.shared.common import (
+    clear_upload,
+    current_upload,
+    frame_picker,
+    loaded_image,
+    page_setup,
+    sample_images,
+    set_upload,
+    show_error,
+)
 
+page_setup("Upload")
 st.title("📤 Upload")
 st.caption(
     "PNG, JPEG, TIFF or DICOM (.dcm, or no extension). The file stays in this browser session's memory: "

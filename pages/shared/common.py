@@ -19,6 +19,32 @@ DISCLAIMER = (
 )
 
 
+#: The app's pages in menu order: (script, label, icon). The sidebar is drawn from this list.
+PAGES = [
+    ("app.py", "Home", "🏠"),
+    ("pages/upload.py", "Upload", "📤"),
+    ("pages/preprocessing.py", "Preprocessing preview", "🎛️"),
+    ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
+    ("pages/mri.py", "Brain MRI", "🧠"),
+    ("pages/ct.py", "CT lung infection", "🫁"),
+    ("pages/batch.py", "Batch", "🗂️"),
+    ("pages/model_card.py", "Model cards", "📋"),
+]
+
+
+def page_setup(title: str) -> None:
+    """Every page starts here: page config, the sidebar menu, the current image and the notice."""
+    st.set_page_config(page_title=f"{title} · ScanSight", page_icon="🩻", layout="wide")
+    with st.sidebar:
+        st.markdown("### 🩻 ScanSight")
+        for script, label, icon in PAGES:
+            st.page_link(script, label=label, icon=icon)
+        st.divider()
+        upload = current_upload()
+        st.caption(f"Current image: **{upload.name or 'unnamed'}**" if upload else "No image uploaded yet.")
+        st.warning(DISCLAIMER, icon="⚕️")
+
+
 @dataclass
 class Upload:
     """The user's file, kept in this browser session's memory only."""
