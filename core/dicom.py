@@ -13,11 +13,14 @@ from core.loading import (
     DECODER_ERRORS,
     MAX_FRAMES,
     MAX_PIXELS,
+    MAX_TOTAL_PIXELS,
     PATIENT_FIELDS,
     TECHNICAL_FIELDS,
     LoadedImage,
     rescale_to_unit,
 )
+
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
 
 
 def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float] | None = None) -> LoadedImage:
@@ -25,6 +28,11 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if DEFLATED_SYNTAX in data[:4096]:
+        raise UnsupportedFileError(
+            "This DICOM file uses the Deflated transfer syntax, which ScanSight does not read (it can hide a very "
+            "large image in a small file). Export it uncompressed or with JPEG 2000 and upload it again."
+        )
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -42,8 +50,17 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
             "This DICOM file holds no image (it has no pixel data): it may be a report or a series index."
         )
 
-    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
-    n_frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    try:
+        rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+        n_frames = max(1, int(dataset.get("NumberOfFrames", 1) or 1))
+        samples = max(1, int(dataset.get("SamplesPerPixel", 1) or 1))
+    except DECODER_ERRORS as error:
+        raise CorruptImageError(f"The DICOM header has invalid image dimensions ({error}).") from None
+    if rows * columns * n_frames * samples > MAX_TOTAL_PIXELS:
+        raise ImageTooLargeError(
+            f"The DICOM file holds {n_frames} frame(s) of {columns} x {rows} pixels: more than ScanSight reads "
+            f"({MAX_TOTAL_PIXELS / 1e6:.0f} megapixels in all)."
+        )
     if rows * columns > MAX_PIXELS:
         raise ImageTooLargeError(
             f"The DICOM image is {columns} x {rows} pixels; ScanSight reads images up to "
@@ -66,7 +83,7 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
         modality=_text(dataset, "Modality"),
         body_part=_text(dataset, "BodyPartExamined"),
         pixel_spacing_mm=_pixel_spacing(dataset),
-        bits_stored=int(dataset.get("BitsStored", 0) or 0) or None,
+        bits_stored=_int(dataset, "BitsStored"),
         technical={name: _text(dataset, name) for name in TECHNICAL_FIELDS if _text(dataset, name)},
         patient={name: _text(dataset, name) for name in PATIENT_FIELDS if _text(dataset, name)},
     )
@@ -116,16 +133,34 @@ def _grey_frame(dataset, frame: np.ndarray, index: int, window: tuple[float, flo
     if window is not None:
         centre, width = window
         unit = np.clip((values - (centre - width / 2)) / max(width, 1e-6), 0, 1)
-    elif "WindowCenter" in dataset or "VOILUTSequence" in dataset:
+    elif (file_window := _file_window(dataset)) is not None:
+        centre, width = file_window
+        unit = np.clip((values - (centre - width / 2)) / max(width, 1e-6), 0, 1)
+    elif "VOILUTSequence" in dataset:
         try:
-            unit = rescale_to_unit(np.asarray(apply_voi_lut(values, dataset, index=0), dtype=np.float32))
-        except (ValueError, TypeError, IndexError, AttributeError):
+            lut = dataset.VOILUTSequence[0]
+            bits = int(lut.LUTDescriptor[2])
+            unit = np.clip(np.asarray(apply_voi_lut(values, dataset, index=0), np.float32) / (2**bits - 1), 0, 1)
+        except (*DECODER_ERRORS, ArithmeticError):
             unit = _robust_unit(values)
     else:
         unit = _robust_unit(values)
     if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         unit = 1.0 - unit
     return unit.astype(np.float32)
+
+
+def _file_window(dataset) -> tuple[float, float] | None:
+    """The file's first window (centre, width), after the modality LUT; None when absent or invalid."""
+    try:
+        centre, width = dataset.get("WindowCenter", None), dataset.get("WindowWidth", None)
+        if centre is None or width is None:
+            return None
+        centre = float(centre[0] if isinstance(centre, MultiValue | list | tuple) else centre)
+        width = float(width[0] if isinstance(width, MultiValue | list | tuple) else width)
+    except (*DECODER_ERRORS, IndexError):
+        return None
+    return (centre, width) if width > 0 and np.isfinite(centre) and np.isfinite(width) else None
 
 
 def _robust_unit(values: np.ndarray) -> np.ndarray:
@@ -136,8 +171,19 @@ def _robust_unit(values: np.ndarray) -> np.ndarray:
     return np.clip((values - low) / (high - low), 0, 1).astype(np.float32)
 
 
+def _int(dataset, name: str) -> int | None:
+    try:
+        return int(dataset.get(name, 0) or 0) or None
+    except DECODER_ERRORS:
+        return None
+
+
 def _text(dataset, name: str) -> str:
-    value = dataset.get(name, None)
+    """A header value as text; '' when it is missing or unreadable."""
+    try:
+        value = dataset.get(name, None)
+    except DECODER_ERRORS:
+        return ""
     if value is None:
         return ""
     if isinstance(value, list | tuple | MultiValue):
@@ -147,8 +193,11 @@ def _text(dataset, name: str) -> str:
 
 def _pixel_spacing(dataset) -> tuple[float, float] | None:
     for name in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = dataset.get(name, None)
-        if value is not None and len(value) == 2:
+        try:
+            value = dataset.get(name, None)
+        except DECODER_ERRORS:
+            continue
+        if value is not None and hasattr(value, "__len__") and len(value) == 2:
             try:
                 row, column = float(value[0]), float(value[1])
             except (TypeError, ValueError):

@@ -42,6 +42,7 @@ DECODER_ERRORS = (
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # per frame; a 7,000 x 7,000 scan still loads
+MAX_TOTAL_PIXELS = 200_000_000  # all frames together
 MAX_FRAMES = 512
 MIN_SIDE = 16
 
@@ -147,6 +148,7 @@ def sniff_format(data: bytes) -> str:
 
 def load_image(data: bytes, file_name: str = "", all_frames: bool = True) -> LoadedImage:
     """Decode `data` (the upload's bytes) into a `LoadedImage`. Raises a `ScanSightError` subclass."""
+    file_name = file_name or ""
     if data is None or len(data) == 0:
         raise EmptyFileError("The file is empty (0 bytes).")
     if len(data) > MAX_FILE_BYTES:
@@ -159,7 +161,10 @@ def load_image(data: bytes, file_name: str = "", all_frames: bool = True) -> Loa
     elif kind in ("dicom", "dicom-raw") or (kind == "unknown" and file_name.lower().endswith((".dcm", ".dicom"))):
         from core.dicom import load_dicom
 
-        image = load_dicom(data, all_frames=all_frames)
+        try:
+            image = load_dicom(data, all_frames=all_frames)
+        except MemoryError:
+            raise ImageTooLargeError("The DICOM image is too large to decode in the memory available.") from None
     elif kind == "unknown":
         raise UnsupportedFileError(
             "This file is not an image ScanSight can read: its content is not PNG, JPEG, TIFF or DICOM"
@@ -194,13 +199,22 @@ def _load_raster(data: bytes, kind: str, all_frames: bool) -> LoadedImage:
             pil = Image.open(io.BytesIO(data))
             width, height = pil.size
             _check_size(height, width)
-            pages = []
+            pages, total = [], 0
             for index, page in enumerate(ImageSequence.Iterator(pil)):
                 if index >= (MAX_FRAMES if all_frames else 1):
                     break
+                width, height = page.size  # every page is checked before it is decoded, not just the first
+                _check_size(height, width)
+                total += width * height
+                if total > MAX_TOTAL_PIXELS:
+                    raise ImageTooLargeError(
+                        f"The file's pages hold more than {MAX_TOTAL_PIXELS / 1e6:.0f} megapixels in all."
+                    )
                 pages.append(_pil_to_float(page))
     except (ImageTooLargeError, UnsupportedFileError):
         raise
+    except MemoryError:
+        raise ImageTooLargeError("The image is too large to decode in the memory available.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(f"The image is too large to decode safely ({error}).") from None
     except DECODER_ERRORS as error:
@@ -241,10 +255,14 @@ def _is_grey(rgb: np.ndarray, tolerance: float = 4 / 255) -> bool:
 def rescale_to_unit(array: np.ndarray) -> np.ndarray:
     """Min-max rescale to [0, 1] in float32; a constant image becomes zeros."""
     array = array.astype(np.float32)
-    low, high = float(np.nanmin(array)), float(np.nanmax(array))
-    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
+    finite = np.isfinite(array)
+    if not finite.any():
         return np.zeros_like(array, dtype=np.float32)
-    return ((array - low) / (high - low)).astype(np.float32)
+    low, high = float(array[finite].min()), float(array[finite].max())
+    if high <= low:
+        return np.zeros_like(array, dtype=np.float32)
+    unit = np.clip((array - low) / (high - low), 0, 1)  # +-inf pixels clip to the ends, NaN becomes 0
+    return np.nan_to_num(unit, nan=0.0).astype(np.float32)
 
 
 def _short(error: Exception) -> str:

@@ -254,9 +254,17 @@ def train_tumour(
     segmenter = ScanModel.load(ModelCard.load(segmentation_card))
     size = segmenter.card.input.height
     patients = list_patients(data_dir)
-    train, validation, test = split_patients(patients, seed)
+    # The encoder has seen the segmentation model's training patients: reuse its split exactly, so the
+    # tumour model's validation and test patients are ones the encoder never trained on.
+    held_out = {part: set(segmenter.card.data.get(f"{part}_patients", [])) for part in ("validation", "test")}
+    if not held_out["test"]:
+        raise ValueError("the segmentation card lists no test patients; retrain mri-segmentation first")
+    validation = [p for p in patients if p.patient_id in held_out["validation"]]
+    test = [p for p in patients if p.patient_id in held_out["test"]]
+    train = [p for p in patients if p.patient_id not in held_out["validation"] | held_out["test"]]
+    assert not held_out["validation"] & held_out["test"]
     if limit:
-        train, validation = train[:limit], validation[: max(1, limit // 4)]
+        train = train[:limit]
     card = ModelCard(
         name="mri-tumour",
         task="mri-tumour",

@@ -37,11 +37,34 @@ def _tiff() -> bytes:
     return encode(synthetic_chest(48), "TIFF")
 
 
+def _multipage_float_tiff() -> bytes:
+    from PIL import Image
+
+    pages = [Image.fromarray(synthetic_chest(32).astype(np.float32) / 255, mode="F") for _ in range(3)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    return buffer.getvalue()
+
+
+def _multiframe_dicom() -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(_dicom()))
+    ds.NumberOfFrames = 4
+    ds.Rows = ds.Columns = 16
+    ds.PixelData = (np.arange(4 * 16 * 16, dtype=np.uint16) * 3).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 SEEDS = {
     "png": png_bytes(synthetic_chest(48)),
     "jpeg": encode(synthetic_chest(48), "JPEG"),
     "tiff": _tiff(),
     "dicom": _dicom(),
+    "tiff-float-pages": _multipage_float_tiff(),
+    "dicom-frames": _multiframe_dicom(),
 }
 
 

@@ -213,8 +213,17 @@ def test_package_dicoms_that_hold_no_usable_image(name, error, words):
 
 
 def test_voi_lut_sequence_is_applied():
-    image = load_image(_package_dicom("vlut_04.dcm"), "vlut_04.dcm")
-    assert image.frames.min() == 0.0 and image.frames.max() == 1.0
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    data = _package_dicom("vlut_04.dcm")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    expected = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds) / (
+        2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1
+    )
+    if str(ds.PhotometricInterpretation) == "MONOCHROME1":
+        expected = 1 - expected
+    np.testing.assert_allclose(load_image(data, "vlut_04.dcm").frame(), expected, atol=1e-5)
 
 
 def test_samples_come_from_installed_packages_or_a_folder(tmp_path, monkeypatch):
@@ -226,3 +235,59 @@ def test_samples_come_from_installed_packages_or_a_folder(tmp_path, monkeypatch)
     (tmp_path / "x.png").write_bytes(png_bytes(synthetic_chest(32)))
     (tmp_path / "notes.txt").write_text("not a sample")
     assert [sample.label for sample in list_samples(tmp_path)] == ["x.png"]
+
+
+def test_window_maps_values_above_it_to_white_and_below_to_black():
+    bright = np.full((32, 32), 3000, np.uint16)
+    assert load_image(_dicom_bytes(bright, window=(1000, 400)), "w.dcm").frame().min() == 1.0
+    dark = np.full((32, 32), 100, np.uint16)
+    assert load_image(_dicom_bytes(dark, window=(1000, 400)), "w.dcm").frame().max() == 0.0
+
+
+def test_float_tiff_with_nan_and_inf_stays_finite():
+    values = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    values[0, 0], values[0, 1], values[0, 2] = np.nan, np.inf, -np.inf
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, format="TIFF")
+    frame = load_image(buffer.getvalue(), "float.tif").frame()
+    assert np.isfinite(frame).all() and frame.min() >= 0.0 and frame.max() <= 1.0
+    assert frame[32, 32] == pytest.approx(values[32, 32], abs=0.01)  # an inf pixel does not black out the rest
+
+
+def test_later_tiff_page_too_large_is_refused_before_decoding():
+    small = Image.fromarray(np.zeros((64, 64), np.uint8))
+    huge = Image.new("L", (8000, 7000))
+    buffer = io.BytesIO()
+    small.save(buffer, format="TIFF", save_all=True, append_images=[huge], compression="tiff_deflate")
+    with pytest.raises(ImageTooLargeError):
+        load_image(buffer.getvalue(), "stack.tif")
+
+
+def test_invalid_number_of_frames_is_a_corrupt_file():
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    ds.NumberOfFrames = "99"
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    element = b"\x28\x00\x08\x00IS\x02\x0099"  # (0028,0008) IS, length 2, "99"
+    data = buffer.getvalue()
+    assert element in data
+    with pytest.raises(CorruptImageError):
+        load_image(data.replace(element, element[:-2] + b"ab"), "frames.dcm")
+
+
+def test_deflated_dicom_is_refused():
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(UnsupportedFileError, match="Deflated"):
+        load_image(buffer.getvalue(), "deflated.dcm")
+
+
+def test_no_file_name_is_fine():
+    assert load_image(png_bytes(synthetic_chest(32)), None).source_format == "png"
