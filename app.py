@@ -4,7 +4,7 @@ The other pages live in pages/ (Streamlit multipage app); pages/shared/ holds th
 
 import streamlit as st
 
-from pages.shared.common import DISCLAIMER, model_cards, page_setup
+from pages.shared.common import DISCLAIMER, model_cards, page_setup, test_figures
 
 page_setup("Home")
 
@@ -23,7 +23,9 @@ st.markdown(
     "2. **Preprocessing preview**: compare the original with CLAHE, histogram equalisation, denoising, "
     "lung cropping and more.\n"
     "3. **Chest X-ray prediction**: probabilities, the decision threshold, and the heatmap over the image.\n"
-    "4. **Brain MRI**: the tumour mask over the slice, its area, and the tumour probability."
+    "4. **Brain MRI**: the tumour mask over the slice, its area, and the tumour probability.\n"
+    "5. **CT lung infection**: the infected area on a CT slice and its share of the visible lung.\n"
+    "6. **Batch**: many files or a zip at once, as a table you can download."
 )
 
 st.subheader("Models")
@@ -31,24 +33,15 @@ cards = model_cards()
 if not cards:
     st.info("No trained model is installed in `weights/`.")
 for card in cards.values():
-    test = card.metrics.get("test", {})
     with st.container(border=True):
         st.markdown(f"**{card.title}** — `{card.name}`")
         st.caption(card.description)
-        if test and card.task == "segmentation":
-            columns = st.columns(3)
-            columns[0].metric("Dice, mean per patient", f"{test['dice_mean']:.3f}")
-            columns[1].metric("Dice, median", f"{test['dice_median']:.3f}")
-            columns[2].metric("IoU", f"{test['iou']:.3f}")
-            st.caption(f"Measured on {test['n_patients']} held-out patients ({test['n_slices']} slices).")
-        elif test:
-            shown = [("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"), ("Specificity", "specificity")]
-            columns = st.columns(4)
-            for column, (label, key) in zip(columns, shown, strict=False):
-                column.metric(label, f"{test[key]:.1%}")
-            columns[3].metric("AUC", f"{test['auc']:.3f}")
-            where = f"{test['n_patients']} held-out patients, " if card.modality == "brain-mri" else ""
-            st.caption(f"Measured on {where}{test['n']} held-out test images never used for training or tuning.")
+        figures = test_figures(card)
+        if figures:
+            columns = st.columns(min(len(figures), 6))
+            for column, (label, value) in zip(columns, figures[:6], strict=False):
+                column.metric(label, value)
+            st.caption("Held-out test data, never used for training, tuning or thresholds (see Model cards).")
         else:
             st.caption("No held-out test figures yet.")
 st.page_link("pages/model_card.py", label="All model cards: data, split, confusion matrix, ROC, limits", icon="📋")

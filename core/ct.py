@@ -177,7 +177,8 @@ def train_ct(
     card.architecture = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
     card.data = {
         "source": "COVID-19 CT segmentation (MedSeg), Inf-Net split: covid_ct_seg/train (50 slices)",
-        "split": f"42 train / 8 validation slices from train/ (seed {seed}); test/ (48 slices) never used here",
+        "split": f"42 train / 8 validation slices from train/ (seed {seed}); test/ (48 slices) never used here. "
+        "The set has no patient ids: validation slices may share patients with training slices.",
         "n_train": len(train),
         "n_validation": len(validation),
     }
@@ -214,7 +215,7 @@ def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = Tr
             {
                 "dice": dice(predicted, truth),
                 "iou": iou(predicted, truth),
-                "sensitivity": tp / max(int(truth.sum()), 1),
+                "sensitivity": tp / int(truth.sum()) if truth.any() else float("nan"),  # undefined without infection
                 "specificity": tn / max(int((~truth).sum()), 1),
             }
         )
@@ -223,7 +224,8 @@ def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = Tr
         "n": len(rows),
         "mask_threshold": threshold,
         **{f"{key}_mean": float(np.mean([r[key] for r in rows])) for key in ("dice", "iou")},
-        "sensitivity": float(np.mean([r["sensitivity"] for r in rows])),
+        "sensitivity": float(np.nanmean([r["sensitivity"] for r in rows])),
+        "n_slices_with_infection": int(sum(not np.isnan(r["sensitivity"]) for r in rows)),
         "specificity": float(np.mean([r["specificity"] for r in rows])),
         "dice_median": float(np.median([r["dice"] for r in rows])),
         "latency_ms_per_slice": 1000 * elapsed / max(len(rows), 1),

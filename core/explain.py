@@ -8,8 +8,7 @@ import numpy as np
 
 from core.errors import ScanSightError
 from core.loading import LoadedImage
-from core.models import LAST_CONV, ScanModel
-from core.preprocessing import LungCrop, Resize
+from core.models import LAST_CONV, ScanModel, to_image_geometry
 
 CAM_METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
 
@@ -65,7 +64,7 @@ def heatmap(
         expand_cam=True,
     )
     cam = np.nan_to_num(np.asarray(cam[0], dtype=np.float32))
-    return _to_image_geometry(model, pixels, normalise_map(cam))
+    return to_image_geometry(model, pixels, normalise_map(cam))
 
 
 def normalise_map(cam: np.ndarray) -> np.ndarray:
@@ -74,26 +73,6 @@ def normalise_map(cam: np.ndarray) -> np.ndarray:
     return (
         np.zeros_like(cam, dtype=np.float32) if high - low < 1e-12 else ((cam - low) / (high - low)).astype(np.float32)
     )
-
-
-def _to_image_geometry(model: ScanModel, pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """Undo the pipeline's crop and resize so the map lines up with the displayed image."""
-    height, width = pixels.shape[:2]
-    current = pixels if pixels.ndim == 2 or model.card.input.channels != 1 else pixels[..., :3].mean(axis=-1)
-    box = None
-    for step in model.pipeline.steps:
-        if isinstance(step, LungCrop):
-            box = step.box(current)
-            break
-        if isinstance(step, Resize):
-            break
-        current = step(current)
-    if box is None:
-        return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
-    top, bottom, left, right = box
-    full = np.zeros((height, width), dtype=np.float32)
-    full[top:bottom, left:right] = cv2.resize(cam, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
-    return full
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:

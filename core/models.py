@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from core.cards import WEIGHTS_DIR, ModelCard, list_cards, sha256_of
 from core.errors import ModelCardError, ScanSightError
 from core.loading import LoadedImage
-from core.preprocessing import Compose, build_pipeline
+from core.preprocessing import Compose, LungCrop, Resize, build_pipeline
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -213,14 +214,11 @@ class ScanModel:
         return probabilities.argmax(axis=-1)
 
     def segment(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
-        """Mask probability (H, W) float32 in [0, 1], resized back to the frame's size."""
-        import cv2
-
+        """Mask probability (H, W) float32 in [0, 1], put back on the frame's geometry (crop and size)."""
         pixels = image.frame(frame) if isinstance(image, LoadedImage) else np.asarray(image, dtype=np.float32)
         prepared = self.prepare(pixels)
         probability = np.asarray(self.logits(prepared[np.newaxis])[0, ..., 0], dtype=np.float32)
-        height, width = pixels.shape[:2]
-        return cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+        return to_image_geometry(self, pixels, probability)
 
     def predict(self, image: LoadedImage | np.ndarray, frame: int = 0) -> Prediction:
         prepared = self.prepare(image, frame)
@@ -236,6 +234,26 @@ class ScanModel:
             positive_class=self.card.positive_class,
             logits=[float(value) for value in logits],
         )
+
+
+def to_image_geometry(model: ScanModel, pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """Undo the pipeline's crop and resize so a map on the network grid lines up with the displayed image."""
+    height, width = pixels.shape[:2]
+    current = pixels if pixels.ndim == 2 or model.card.input.channels != 1 else pixels[..., :3].mean(axis=-1)
+    box = None
+    for step in model.pipeline.steps:
+        if isinstance(step, LungCrop):
+            box = step.box(current)
+            break
+        if isinstance(step, Resize):
+            break
+        current = step(current)
+    if box is None:
+        return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
+    top, bottom, left, right = box
+    full = np.zeros((height, width), dtype=np.float32)
+    full[top:bottom, left:right] = cv2.resize(cam, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+    return full
 
 
 def available_models(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:

@@ -18,6 +18,18 @@ NOTICE = (
 )
 
 
+SUMMARY_KEYS = [
+    ("accuracy", "accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("auc", "AUC"),
+    ("macro_f1", "macro-F1"),
+    ("dice_mean", "mean Dice"),
+    ("dice_median", "median Dice"),
+    ("iou_mean", "mean IoU"),
+]
+
+
 @dataclass
 class ReportContent:
     """What goes into one report."""
@@ -93,16 +105,11 @@ def build_pdf(content: ReportContent, when: dt.datetime | None = None) -> bytes:
     if card.mask_threshold is not None:
         lines.append(f"Mask threshold {card.mask_threshold:.2f}: {card.threshold_method}.")
     test = card.metrics.get("test", {})
-    if "accuracy" in test:
-        lines.append(
-            f"Held-out test ({test.get('n')} images): accuracy {test['accuracy']:.1%}, sensitivity "
-            f"{test['sensitivity']:.1%}, specificity {test['specificity']:.1%}, AUC {test['auc']:.3f}."
-        )
-    if "dice_mean" in test:
-        lines.append(
-            f"Held-out test ({test.get('n_patients')} patients): mean per-patient Dice {test['dice_mean']:.3f}, "
-            f"median {test['dice_median']:.3f}."
-        )
+    shown = [(key, label) for key, label in SUMMARY_KEYS if isinstance(test.get(key), int | float) and key in test]
+    if shown:
+        size = f"{test['n_patients']} patients" if "n_patients" in test else f"{test.get('n', '?')} images"
+        values = ", ".join(f"{label} {test[key]:.3f}" for key, label in shown)
+        lines.append(f"Held-out test ({size}): {values}.")
     lines += [f"Limit: {limit}" for limit in card.limits]
     for line in lines:
         pdf.multi_cell(0, 4.5, _latin(line), new_x="LMARGIN", new_y="NEXT")

@@ -1,5 +1,6 @@
 """Batch: many files (or a zip) at once -> a sortable table and a CSV download. Nothing is stored."""
 
+import hashlib
 import io
 from dataclasses import asdict
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from core.errors import ScanSightError
 from core.predict import COLUMNS, predict_uploads, unzip_in_memory, write_csv
-from pages.shared.common import get_model, model_cards, page_setup, show_error
+from pages.shared.common import get_model, model_cards, page_setup, run_guarded, show_error
 
 page_setup("Batch")
 st.title("🗂️ Batch")
@@ -34,10 +35,10 @@ for file in files:
     else:
         uploads.append((file.name, data))
 
-key = (name, tuple((n, len(d)) for n, d in uploads))
+key = (name, hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in uploads)).hexdigest())
 if st.session_state.get("batch_key") != key:
     bar = st.progress(0.0, text="Predicting…")
-    model = get_model(name)
+    model = run_guarded(get_model, name)
     rows = predict_uploads(
         [(n, lambda d=d: d) for n, d in uploads],
         model,

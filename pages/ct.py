@@ -4,7 +4,15 @@ import streamlit as st
 
 from core.ct import infected_share, lung_mask
 from core.segmentation import mask_overlay, mask_png, segment
-from pages.shared.common import frame_picker, get_model, model_cards, page_setup, require_image
+from pages.shared.common import (
+    frame_picker,
+    get_model,
+    model_cards,
+    page_setup,
+    require_image,
+    run_guarded,
+    test_figures,
+)
 
 page_setup("CT lung infection")
 st.title("🫁 CT lung infection")
@@ -33,7 +41,7 @@ memo = st.session_state.get("ct_result")
 if memo is None or memo[0] != key:
     with st.spinner("Segmenting…"):
         grey = image.grey(frame)
-        result = segment(get_model("ct-infection"), image, frame)
+        result = run_guarded(lambda: segment(get_model("ct-infection"), image, frame))
         memo = (key, result, infected_share(result.mask, grey), lung_mask(grey))
     st.session_state["ct_result"] = memo
 _, result, share, lungs = memo
@@ -53,7 +61,7 @@ with right:
     st.caption("One colour: this model marks ground-glass opacity and consolidation together.")
     st.download_button("Download mask (PNG)", mask_png(result.mask), file_name="ct_infection_mask.png",
                        mime="image/png", icon="⬇️")  # fmt: skip
-    test = cards["ct-infection"].metrics.get("test", {})
-    if test:
-        st.caption(f"On the {test['n']} test slices: mean Dice {test['dice_mean']:.3f}, IoU {test['iou_mean']:.3f}.")
+    figures = test_figures(cards["ct-infection"])
+    if figures:
+        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
     st.caption("Not a diagnosis: a teaching and demonstration tool.")

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.shared.common import model_cards, page_setup
+from pages.shared.common import model_cards, page_setup, test_figures
 
 page_setup("Model cards")
 st.title("📋 Model cards")
@@ -23,27 +23,22 @@ test = card.metrics.get("test")
 validation = card.metrics.get("validation", {})
 if test:
     st.markdown(f"**Held-out test** — `{test.get('command', '')}`")
-    if card.task == "segmentation":
-        columns = st.columns(4)
-        columns[0].metric("Patients", test["n_patients"])
-        columns[1].metric("Dice, mean per patient", f"{test['dice_mean']:.3f}")
-        columns[2].metric("Dice, median", f"{test['dice_median']:.3f}")
-        columns[3].metric("IoU, mean per patient", f"{test['iou']:.3f}")
-        if test.get("dice_slices_with_tumour") is not None:
-            st.caption(
-                f"Mean Dice over the {test['n_slices_with_tumour']} test slices that show a tumour: "
-                f"{test['dice_slices_with_tumour']:.3f}."
-            )
-    else:
-        columns = st.columns(5)
-        columns[0].metric("Images", test["n"])
-        columns[1].metric("Accuracy", f"{test['accuracy']:.1%}")
-        columns[2].metric("Sensitivity", f"{test['sensitivity']:.1%}")
-        columns[3].metric("Specificity", f"{test['specificity']:.1%}")
-        columns[4].metric("AUC", f"{test['auc']:.3f}")
+    figures = test_figures(card)
+    columns = st.columns(max(1, min(len(figures), 6)))
+    for column, (label, value) in zip(columns, figures[:6], strict=False):
+        column.metric(label, value)
+    if test.get("dice_slices_with_tumour") is not None:
+        st.caption(
+            f"Mean Dice over the {test['n_slices_with_tumour']} test slices that show a tumour: "
+            f"{test['dice_slices_with_tumour']:.3f}."
+        )
+    if "confusion_matrix" in test:
         left, right = st.columns(2)
-        negative = next(c for c in card.classes if c != card.positive_class)
-        labels = [negative, card.positive_class]
+        labels = test.get("classes") or (
+            [next(c for c in card.classes if c != card.positive_class), card.positive_class]
+            if card.positive_class
+            else card.classes
+        )
         matrix = test["confusion_matrix"]
         heat = go.Figure(
             go.Heatmap(z=matrix, x=labels, y=labels, text=matrix, texttemplate="%{text}", colorscale="Blues",

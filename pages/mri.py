@@ -5,7 +5,16 @@ import streamlit as st
 from core.explain import fit_for_display, heatmap, overlay, to_rgb8
 from core.report import ReportContent, build_pdf
 from core.segmentation import mask_overlay, mask_png, segment
-from pages.shared.common import frame_picker, get_model, modality_warnings, model_cards, page_setup, require_image
+from pages.shared.common import (
+    frame_picker,
+    get_model,
+    modality_warnings,
+    model_cards,
+    page_setup,
+    require_image,
+    run_guarded,
+    test_figures,
+)
 
 page_setup("Brain MRI")
 st.title("🧠 Brain MRI")
@@ -34,14 +43,18 @@ colour = controls[3].color_picker("Mask colour", "#FF3030", key="mri_colour")
 results = st.session_state.setdefault("mri_results", {})
 key = (st.session_state["upload"].key, frame)
 if key not in results:
-    with st.spinner("Segmenting…"):
+
+    def segment_and_classify():
         result = segment(get_model("mri-segmentation"), image, frame)
-        tumour = None
-        if "mri-tumour" in cards:
-            classifier = get_model("mri-tumour")
-            tumour = (classifier.predict(image, frame), heatmap(classifier, image, frame=frame))
+        if "mri-tumour" not in cards:
+            return result, None
+        classifier = get_model("mri-tumour")
+        return result, (classifier.predict(image, frame), heatmap(classifier, image, frame=frame))
+
+    with st.spinner("Segmenting…"):
+        outcome = run_guarded(segment_and_classify)
     results.clear()
-    results[key] = (result, tumour)
+    results[key] = outcome
 result, tumour = results[key]
 
 picture = image.frame(frame)
@@ -63,7 +76,8 @@ with right:
         p = prediction.positive_probability
         st.metric("P(tumour on this slice)", f"{p:.1%}")
         answer = prediction.label.replace("_", " ").lower()
-        st.markdown(f"Classifier answer: **{answer}** (threshold {prediction.threshold:.2f}).")
+        rule = f" (threshold {prediction.threshold:.2f})" if prediction.threshold is not None else ""
+        st.markdown(f"Classifier answer: **{answer}**{rule}.")
         with st.expander("Grad-CAM of the tumour classifier"):
             st.image(overlay(picture, cam, alpha=0.4), caption="Grad-CAM for 'TUMOUR'", width="stretch")
     st.download_button(
@@ -86,10 +100,7 @@ with right:
         mime="application/pdf",
         icon="📄",
     )
-    test = cards["mri-segmentation"].metrics.get("test", {})
-    if test:
-        st.caption(
-            f"On {test['n_patients']} held-out patients: mean per-patient Dice {test['dice_mean']:.3f} "
-            f"(median {test['dice_median']:.3f})."
-        )
+    figures = test_figures(cards["mri-segmentation"])
+    if figures:
+        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
     st.caption("Not a diagnosis: a teaching and demonstration tool.")

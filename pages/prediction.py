@@ -5,7 +5,16 @@ import streamlit as st
 
 from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
 from core.report import ReportContent, build_pdf
-from pages.shared.common import frame_picker, get_model, modality_warnings, model_cards, page_setup, require_image
+from pages.shared.common import (
+    frame_picker,
+    get_model,
+    modality_warnings,
+    model_cards,
+    page_setup,
+    require_image,
+    run_guarded,
+    test_figures,
+)
 
 page_setup("Chest X-ray prediction")
 st.title("🔎 Chest X-ray prediction")
@@ -32,15 +41,21 @@ alpha = controls[1].slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="pred_alp
 with controls[2]:
     frame = frame_picker(image, key="pred_frame")
 
-model = get_model(name)
+
+def predict_and_explain():
+    model = get_model(name)
+    prediction = model.predict(image, frame)
+    target = card.positive_class or prediction.label
+    return prediction, heatmap(model, image, method=method, target_class=target, frame=frame)
+
+
 results = st.session_state.setdefault("results", {})
 key = (st.session_state["upload"].key, name, method, frame)
 if key not in results:
     with st.spinner("Predicting…"):
-        prediction = model.predict(image, frame)
-        cam = heatmap(model, image, method=method, target_class=card.positive_class or prediction.label, frame=frame)
+        outcome = run_guarded(predict_and_explain)
     results.clear()
-    results[key] = (prediction, cam)
+    results[key] = outcome
 prediction, cam = results[key]
 
 left, right = st.columns([3, 2])
@@ -54,7 +69,7 @@ with left:
     with st.expander("Original image"):
         st.image(fit_for_display(to_rgb8(picture)), width="stretch")
 with right:
-    if prediction.positive_class:
+    if prediction.positive_class and prediction.threshold is not None:
         p = prediction.positive_probability
         verdict = "above" if p >= prediction.threshold else "below"
         st.metric(f"P({prediction.positive_class})", f"{p:.1%}")
@@ -79,12 +94,9 @@ with right:
         xaxis={"range": [0, 1], "title": "probability"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
     )
     st.plotly_chart(figure, width="stretch")
-    test = card.metrics.get("test", {})
-    if test:
-        st.caption(
-            f"On {test['n']} held-out test images this model reached accuracy {test['accuracy']:.1%}, "
-            f"sensitivity {test['sensitivity']:.1%}, specificity {test['specificity']:.1%}, AUC {test['auc']:.3f}."
-        )
+    figures = test_figures(card)
+    if figures:
+        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
     st.caption("Preprocessing: " + " → ".join(step["name"] for step in card.preprocessing))
     findings = [(f"P({c})", f"{prediction.probabilities[c]:.1%}") for c in prediction.classes]
     findings.append(("Model answer", prediction.label))

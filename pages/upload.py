@@ -23,17 +23,16 @@ st.caption(
 )
 
 uploaded = st.file_uploader(
-    "Chest X-ray",
+    "Chest X-ray, brain MRI slice or CT slice",
     type=None,
     accept_multiple_files=False,
-    key="uploader",
+    key=f"uploader_{st.session_state.get('uploader_generation', 0)}",
     help=f"Up to {MAX_FILE_BYTES // 2**20} MB.",
 )
-if uploaded is not None:
-    current = current_upload()
-    data = uploaded.getvalue()
-    if current is None or current.name != uploaded.name or current.data != data:
-        set_upload(uploaded.name, data)
+# Take the uploader's file only when it is a new one: a sample loaded later, or a removal, must stick.
+if uploaded is not None and st.session_state.get("uploader_file_id") != uploaded.file_id:
+    st.session_state["uploader_file_id"] = uploaded.file_id
+    set_upload(uploaded.name, uploaded.getvalue())
 
 samples = sample_images()
 if samples:
@@ -51,7 +50,7 @@ image = loaded_image()
 left, right = st.columns([3, 2])
 with right:
     st.markdown(f"**File:** {upload.name or 'unnamed'} ({len(upload.data) / 1e6:.2f} MB)")
-    if st.button("Remove this image", icon="🗑️"):
+    if st.button("Remove this image", icon="🗑️", key="remove_image"):
         clear_upload()
         st.rerun()
 if not hasattr(image, "frames"):

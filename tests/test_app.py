@@ -195,3 +195,37 @@ def test_model_card_page_shows_every_model():
         at.selectbox(key="card_model").set_value(name).run()
         assert not at.exception
         assert "Limits" in all_text(at)
+
+
+@pytest.mark.parametrize(
+    ("task", "test_metrics", "expected"),
+    [
+        ("pneumonia", {"n": 624, "accuracy": 0.88, "sensitivity": 0.99, "specificity": 0.69, "auc": 0.97}, "AUC"),
+        ("pneumonia-type", {"n": 624, "accuracy": 0.8, "macro_f1": 0.78, "per_class": {}}, "Macro-F1"),
+        ("segmentation", {"n": 48, "dice_mean": 0.7, "iou_mean": 0.55, "sensitivity": 0.8}, "IoU, mean"),
+        ("segmentation", {"n_patients": 18, "dice_mean": 0.8, "dice_median": 0.85, "iou": 0.7}, "Dice, median"),
+        ("pneumonia", {}, None),
+    ],
+)
+def test_test_figures_and_report_cope_with_every_kind_of_model(task, test_metrics, expected):
+    from core.cards import InputSpec, ModelCard
+    from core.report import ReportContent, build_pdf
+    from pages.shared.common import test_figures
+
+    card = ModelCard(
+        name="m", task=task, title="M", modality="ct", weights="m.keras", classes=["a", "b"],
+        input=InputSpec(8, 8, 1), preprocessing=[], metrics={"test": test_metrics},
+    )  # fmt: skip
+    labels = [label for label, _ in test_figures(card)]
+    assert (expected in labels) if expected else labels == []
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert build_pdf(ReportContent("M", card, image, image, "overlay")).startswith(b"%PDF")
+
+
+def test_removing_the_image_sticks_and_forgets_results():
+    at = upload(start(), "chest.png", png_bytes(synthetic_chest()))
+    at.button(key="remove_image").click().run()
+    assert not at.exception
+    assert "upload" not in at.session_state and "Choose a file above" in all_text(at)
+    at.run()  # a later rerun must not bring the removed file back
+    assert "upload" not in at.session_state

@@ -79,12 +79,18 @@ def current_upload() -> Upload | None:
 
 def set_upload(name: str, data: bytes) -> None:
     st.session_state["upload"] = Upload(name=name, data=data)
-    st.session_state.pop("loaded", None)
+    for key in RESULT_KEYS:
+        st.session_state.pop(key, None)
+
+
+RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result")
 
 
 def clear_upload() -> None:
-    for key in ("upload", "loaded", "results"):
+    """Forget the image and everything computed from it; empty the uploader too."""
+    for key in ("upload", "uploader_file_id", *RESULT_KEYS):
         st.session_state.pop(key, None)
+    st.session_state["uploader_generation"] = st.session_state.get("uploader_generation", 0) + 1
 
 
 def loaded_image() -> LoadedImage | ScanSightError | None:
@@ -101,6 +107,36 @@ def loaded_image() -> LoadedImage | ScanSightError | None:
         st.session_state["loaded"] = (upload.key, result)
         memo = st.session_state["loaded"]
     return memo[1]
+
+
+def test_figures(card: ModelCard) -> list[tuple[str, str]]:
+    """The card's held-out test figures as (label, value), whatever kind of model it is."""
+    test = card.metrics.get("test", {})
+    layout = [
+        ("Images", "n", "{:d}"),
+        ("Patients", "n_patients", "{:d}"),
+        ("Accuracy", "accuracy", "{:.1%}"),
+        ("Sensitivity", "sensitivity", "{:.1%}"),
+        ("Specificity", "specificity", "{:.1%}"),
+        ("AUC", "auc", "{:.3f}"),
+        ("Macro-F1", "macro_f1", "{:.3f}"),
+        ("Dice, mean", "dice_mean", "{:.3f}"),
+        ("Dice, median", "dice_median", "{:.3f}"),
+        ("IoU", "iou", "{:.3f}"),
+        ("IoU, mean", "iou_mean", "{:.3f}"),
+    ]
+    if card.task == "segmentation":
+        layout = [row for row in layout if row[1] not in ("accuracy", "auc")]
+    return [(label, fmt.format(test[key])) for label, key, fmt in layout if test.get(key) is not None]
+
+
+def run_guarded(action, *args, **kwargs):
+    """Run a model call; a typed error becomes a message and the page stops (no traceback)."""
+    try:
+        return action(*args, **kwargs)
+    except ScanSightError as error:
+        show_error(error)
+        st.stop()
 
 
 def show_error(error: ScanSightError) -> None:
