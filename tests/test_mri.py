@@ -122,3 +122,14 @@ def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
         result = json.loads(report.read_text())
         assert result["n_patients"] == 2 and all(key in result for key in keys)
         assert ModelCard.load(out / f"{task}.json").metrics["test"]["n_patients"] == 2
+
+    from core.explain import heatmap
+    from core.models import ScanModel
+
+    classifier = ScanModel.load("mri-tumour", out)
+    assert ModelCard.load(out / "mri-tumour.json").data["test_patients"] == card.data["test_patients"]
+    slice_rgb = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    cam = heatmap(classifier, slice_rgb)
+    assert cam.shape == (64, 64) and cam.min() >= 0 and cam.max() <= 1
+    grey_cam = heatmap(classifier, slice_rgb[..., 1])  # a single grey FLAIR slice works too
+    assert grey_cam.shape == (64, 64)
