@@ -20,6 +20,7 @@ from core.errors import (
     CorruptImageError,
     EmptyFileError,
     ImageTooLargeError,
+    ScanSightError,
     UnsupportedFileError,
 )
 
@@ -163,8 +164,14 @@ def load_image(data: bytes, file_name: str = "", all_frames: bool = True) -> Loa
 
         try:
             image = load_dicom(data, all_frames=all_frames)
+        except ScanSightError:
+            raise
         except MemoryError:
             raise ImageTooLargeError("The DICOM image is too large to decode in the memory available.") from None
+        except Exception as error:  # pydicom parses lazily: a damaged element can raise almost anything, anywhere
+            raise CorruptImageError(
+                f"The DICOM file could not be read; it looks damaged ({type(error).__name__}: {_short(error)})."
+            ) from None
     elif kind == "unknown":
         raise UnsupportedFileError(
             "This file is not an image ScanSight can read: its content is not PNG, JPEG, TIFF or DICOM"
@@ -217,7 +224,7 @@ def _load_raster(data: bytes, kind: str, all_frames: bool) -> LoadedImage:
         raise ImageTooLargeError("The image is too large to decode in the memory available.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(f"The image is too large to decode safely ({error}).") from None
-    except DECODER_ERRORS as error:
+    except Exception as error:  # any other decoder failure on damaged bytes: Pillow raises many kinds
         raise CorruptImageError(
             f"The {kind.upper()} file could not be decoded; it looks damaged or truncated ({_short(error)})."
         ) from None
