@@ -51,4 +51,17 @@ def test_mri_tumour_on_held_out_patients():
     assert metrics["accuracy"] >= FLOORS["mri-tumour"]
 
 
-FLOORS = {"mri-segmentation": 0.66, "mri-tumour": 0.87}  # measured: Dice 0.704, accuracy 0.898
+FLOORS = {"mri-segmentation": 0.66, "mri-tumour": 0.87, "ct-infection": 0.64}  # measured: 0.704, 0.898, 0.686
+
+
+@pytest.mark.slow
+@needs("ct-infection")
+def test_ct_infection_on_the_48_test_slices():
+    from core.ct import evaluate_ct, list_ct
+
+    model = ScanModel.load("ct-infection")
+    slices = list_ct(data_path("covid_ct_seg", "test"))
+    assert len(slices) == 48
+    metrics = evaluate_ct(model, slices, progress=False)
+    assert metrics["dice_mean"] == pytest.approx(model.card.metrics["test"]["dice_mean"], abs=0.005)
+    assert metrics["dice_mean"] >= FLOORS["ct-infection"]
