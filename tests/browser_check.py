@@ -28,8 +28,8 @@ FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-EXPECTED = {"prediction": "Model answer", "mri": "Predicted tumour mask"}
-PAGE_LABEL = {"prediction": "Chest X-ray prediction", "mri": "Brain MRI"}
+EXPECTED = {"prediction": "Model answer", "mri": "Predicted tumour mask", "ct": "Infected share of the visible lung"}
+PAGE_LABEL = {"prediction": "Chest X-ray prediction", "mri": "Brain MRI", "ct": "CT lung infection"}
 
 
 def start_app() -> tuple[subprocess.Popen, int]:
