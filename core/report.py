@@ -107,7 +107,7 @@ def build_pdf(content: ReportContent, when: dt.datetime | None = None) -> bytes:
     test = card.metrics.get("test", {})
     shown = [(key, label) for key, label in SUMMARY_KEYS if isinstance(test.get(key), int | float) and key in test]
     if shown:
-        size = f"{test['n_patients']} patients" if "n_patients" in test else f"{test.get('n', '?')} images"
+        size = f"{test['n']} images" if "n" in test else f"{test.get('n_patients', '?')} patients"
         values = ", ".join(f"{label} {test[key]:.3f}" for key, label in shown)
         lines.append(f"Held-out test ({size}): {values}.")
     lines += [f"Limit: {limit}" for limit in card.limits]
