@@ -10,10 +10,10 @@ page_setup("Home")
 
 st.title("🩻 ScanSight")
 st.markdown(
-    "Upload a **chest X-ray** or a **brain MRI slice** (PNG, JPEG, TIFF or DICOM), see what each "
+    "Upload a **chest X-ray**, a **brain MRI slice** or a **CT slice** (PNG, JPEG, TIFF or DICOM), see what each "
     "preprocessing step does to it, and get a prediction from a model trained in this project on public "
-    "data, with a **Grad-CAM** heatmap showing which regions drove the answer; for MRI, the tumour mask "
-    "drawn over the slice, with its area."
+    "data, with a **Grad-CAM** heatmap showing which regions drove the answer; for MRI and CT, the "
+    "tumour or infection mask drawn over the slice, with its area."
 )
 st.warning(DISCLAIMER, icon="⚕️")
 
