@@ -11,7 +11,7 @@ from pages.shared.common import (
     page_setup,
     require_image,
     run_guarded,
-    test_figures,
+    test_caption,
 )
 
 page_setup("CT lung infection")
@@ -61,7 +61,5 @@ with right:
     st.caption("One colour: this model marks ground-glass opacity and consolidation together.")
     st.download_button("Download mask (PNG)", mask_png(result.mask), file_name="ct_infection_mask.png",
                        mime="image/png", icon="⬇️")  # fmt: skip
-    figures = test_figures(cards["ct-infection"])
-    if figures:
-        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
+    test_caption(cards["ct-infection"])
     st.caption("Not a diagnosis: a teaching and demonstration tool.")

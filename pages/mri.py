@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.explain import fit_for_display, heatmap, overlay, to_rgb8
-from core.report import ReportContent, build_pdf
+from core.report import ReportContent
 from core.segmentation import mask_overlay, mask_png, segment
 from pages.shared.common import (
     frame_picker,
@@ -11,9 +11,10 @@ from pages.shared.common import (
     modality_warnings,
     model_cards,
     page_setup,
+    report_button,
     require_image,
     run_guarded,
-    test_figures,
+    test_caption,
 )
 
 page_setup("Brain MRI")
@@ -60,7 +61,8 @@ result, tumour = results[key]
 picture = image.frame(frame)
 left, right = st.columns([3, 2])
 with left:
-    st.image(mask_overlay(picture, result.mask, colour, alpha, style), caption="Predicted tumour mask", width="stretch")
+    shown = mask_overlay(picture, result.mask, colour, alpha, style)
+    st.image(shown, caption="Predicted tumour mask", width="stretch")
 with right:
     if result.found:
         area = f"{result.area_pixels:,} pixels"
@@ -88,19 +90,14 @@ with right:
         findings[0] = ("Tumour area", f"{result.area_pixels:,} pixels = {result.area_mm2:,.1f} mm²")
     if tumour is not None:
         findings.append(("P(tumour on this slice)", f"{tumour[0].positive_probability:.1%}"))
-    report = ReportContent(
-        title="Brain MRI tumour segmentation", card=cards["mri-segmentation"], image=fit_for_display(to_rgb8(picture)),
-        overlay=mask_overlay(picture, result.mask, colour, alpha, style), overlay_caption="Predicted tumour mask",
-        findings=findings, file_name=st.session_state["upload"].name,
+    report_button(
+        (key, colour, alpha, style),
+        lambda: ReportContent(
+            title="Brain MRI tumour segmentation", card=cards["mri-segmentation"],
+            image=fit_for_display(to_rgb8(picture)), overlay=shown, overlay_caption="Predicted tumour mask",
+            findings=findings, file_name=st.session_state["upload"].name,
+        ),
+        "scansight_mri_report.pdf",
     )  # fmt: skip
-    st.download_button(
-        "Download PDF report",
-        build_pdf(report),
-        file_name="scansight_mri_report.pdf",
-        mime="application/pdf",
-        icon="📄",
-    )
-    figures = test_figures(cards["mri-segmentation"])
-    if figures:
-        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
+    test_caption(cards["mri-segmentation"])
     st.caption("Not a diagnosis: a teaching and demonstration tool.")

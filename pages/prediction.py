@@ -4,16 +4,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
-from core.report import ReportContent, build_pdf
+from core.report import ReportContent
 from pages.shared.common import (
     frame_picker,
     get_model,
     modality_warnings,
     model_cards,
     page_setup,
+    report_button,
     require_image,
     run_guarded,
-    test_figures,
+    test_caption,
 )
 
 page_setup("Chest X-ray prediction")
@@ -61,8 +62,9 @@ prediction, cam = results[key]
 left, right = st.columns([3, 2])
 with left:
     picture = image.frame(frame)
+    shown = overlay(picture, cam, alpha=alpha)
     st.image(
-        overlay(picture, cam, alpha=alpha),
+        shown,
         caption=f"{CAM_METHODS[method]} for '{card.positive_class or prediction.label}'",
         width="stretch",
     )
@@ -94,19 +96,19 @@ with right:
         xaxis={"range": [0, 1], "title": "probability"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
     )
     st.plotly_chart(figure, width="stretch")
-    figures = test_figures(card)
-    if figures:
-        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
+    test_caption(card)
     st.caption("Preprocessing: " + " → ".join(step["name"] for step in card.preprocessing))
     findings = [(f"P({c})", f"{prediction.probabilities[c]:.1%}") for c in prediction.classes]
     findings.append(("Model answer", prediction.label))
     if prediction.threshold is not None:
         findings.append(("Decision threshold", f"{prediction.threshold:.3f}"))
-    report = ReportContent(
-        title=card.title, card=card, image=fit_for_display(to_rgb8(picture)), overlay=overlay(picture, cam, alpha),
-        overlay_caption=f"{CAM_METHODS[method]} heatmap", findings=findings, file_name=st.session_state["upload"].name,
+    report_button(
+        (key, alpha),
+        lambda: ReportContent(
+            title=card.title, card=card, image=fit_for_display(to_rgb8(picture)), overlay=shown,
+            overlay_caption=f"{CAM_METHODS[method]} heatmap", findings=findings,
+            file_name=st.session_state["upload"].name,
+        ),
+        "scansight_report.pdf",
     )  # fmt: skip
-    st.download_button(
-        "Download PDF report", build_pdf(report), file_name="scansight_report.pdf", mime="application/pdf", icon="📄"
-    )
     st.caption("A heatmap shows where the network looked, not where disease is. Not a diagnosis.")

@@ -108,8 +108,12 @@ def test_prediction_page_shows_probability_threshold_and_heatmap(method):
     assert at.get("plotly_chart")
     assert any(caption.startswith(("Grad-CAM", "Grad-CAM++")) for caption in captions(at))
     assert any(button.label == "Download PDF report" for button in at.get("download_button"))
+    pdf = at.session_state["report_pdf"][1]
+    at.run()  # a rerun with nothing changed reuses the PDF
+    assert at.session_state["report_pdf"][1] is pdf
     at.slider(key="pred_alpha").set_value(0.8).run()
     assert not at.exception
+    assert at.session_state["report_pdf"][1] is not pdf  # a new overlay makes a new report
 
 
 @needs_model

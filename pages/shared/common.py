@@ -83,7 +83,7 @@ def set_upload(name: str, data: bytes) -> None:
         st.session_state.pop(key, None)
 
 
-RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result")
+RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result", "report_pdf")
 
 
 def clear_upload() -> None:
@@ -128,6 +128,24 @@ def test_figures(card: ModelCard) -> list[tuple[str, str]]:
     if card.task == "segmentation":
         layout = [row for row in layout if row[1] not in ("accuracy", "auc")]
     return [(label, fmt.format(test[key])) for label, key, fmt in layout if test.get(key) is not None]
+
+
+def test_caption(card: ModelCard) -> None:
+    """One caption line with the card's held-out test figures (nothing when there are none)."""
+    figures = test_figures(card)
+    if figures:
+        st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
+
+
+def report_button(memo_key: tuple, make_report, file_name: str) -> None:
+    """A PDF download; the PDF is built once per memo_key, not on every rerun of the page."""
+    from core.report import build_pdf
+
+    memo = st.session_state.get("report_pdf")
+    if memo is None or memo[0] != memo_key:
+        memo = (memo_key, build_pdf(make_report()))
+        st.session_state["report_pdf"] = memo
+    st.download_button("Download PDF report", memo[1], file_name=file_name, mime="application/pdf", icon="📄")
 
 
 def run_guarded(action, *args, **kwargs):
