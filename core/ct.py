@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
-from core.fitting import best_epoch_monitor, compile_cosine, export_model
+from core.fitting import best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
 from core.loading import load_image
 from core.metrics import dice
 from core.models import ScanModel, build_resunet
@@ -167,9 +167,7 @@ def train_ct(
     monitor, best = best_epoch_monitor(model, val_dice, "Dice", epochs, patience, log)
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
     model.set_weights(best.weights)
-    grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
-    scores = [val_dice(t) for t in grid]
-    card.mask_threshold = float(grid[int(np.argmax(scores))])
+    card.mask_threshold, validation_dice = best_mask_threshold(val_dice)
     card.threshold_method = "mask threshold maximising mean slice Dice on 8 validation slices taken from train/"
     weights_path = Path(out_dir) / card.weights
     export_model(model, weights_path)
@@ -191,9 +189,9 @@ def train_ct(
         "seconds": round(time.time() - started, 1),
         "history": best.history,
     }
-    card.metrics = {"validation": {"n": len(validation), "dice_mean": max(scores)}}
+    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
     card.save(Path(out_dir) / f"{card.name}.json")
-    log(f"saved {weights_path}; validation Dice {max(scores):.4f} at mask threshold {card.mask_threshold}")
+    log(f"saved {weights_path}; validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}")
     return card
 
 

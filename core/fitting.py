@@ -67,6 +67,14 @@ def best_epoch_monitor(
     return Monitor(), best
 
 
+def best_mask_threshold(dice_at: Callable[[float], float]) -> tuple[float, float]:
+    """The mask threshold in 0.20, 0.25, ..., 0.80 with the best validation Dice: (threshold, Dice)."""
+    grid = [round(0.2 + 0.05 * step, 2) for step in range(13)]
+    scores = [float(dice_at(threshold)) for threshold in grid]
+    best = max(range(len(grid)), key=scores.__getitem__)
+    return grid[best], scores[best]
+
+
 def export_model(model, path: Path) -> None:
     """Save the network alone (no optimiser state): smaller files, same predictions."""
     import keras

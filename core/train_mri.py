@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
-from core.fitting import best_epoch_monitor, compile_cosine, export_model
+from core.fitting import best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
 from core.metrics import binary_metrics, dice, fit_temperature, youden_threshold
 from core.models import ScanModel, build_resunet, classifier_from_encoder, softmax
 from core.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
@@ -191,9 +191,9 @@ def train_segmentation(
     model.set_weights(best.weights)
 
     probabilities = _predict_batches(forward, x_val)
-    grid = np.round(np.arange(0.2, 0.81, 0.05), 2)
-    scores = [float(np.mean(patient_dice(probabilities, y_val, owners_val, t))) for t in grid]
-    card.mask_threshold = float(grid[int(np.argmax(scores))])
+    card.mask_threshold, validation_dice = best_mask_threshold(
+        lambda t: np.mean(patient_dice(probabilities, y_val, owners_val, t))
+    )
     card.threshold_method = "mask threshold maximising mean per-patient Dice on the validation patients"
 
     weights_path = out_dir / card.weights
@@ -220,13 +220,13 @@ def train_segmentation(
     card.metrics = {
         "validation": {
             "n_patients": len(validation),
-            "dice_mean": max(scores),
+            "dice_mean": validation_dice,
             "resolution": f"{size}x{size} (model grid)",
         }
     }
     card.save(out_dir / f"{card.name}.json")
     log(
-        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB); validation Dice {max(scores):.4f} "
+        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB); validation Dice {validation_dice:.4f} "
         f"at mask threshold {card.mask_threshold}"
     )
     return card

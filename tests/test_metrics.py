@@ -59,3 +59,10 @@ def test_dice_and_iou_by_hand():
     assert iou(a, b) == pytest.approx(2 / 4)
     assert dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
     assert iou(a, np.zeros_like(a)) == 0.0
+
+
+def test_best_mask_threshold_picks_the_peak_of_the_grid():
+    from core.fitting import best_mask_threshold
+
+    threshold, score = best_mask_threshold(lambda t: 1 - abs(t - 0.35))
+    assert threshold == 0.35 and score == pytest.approx(1.0)
