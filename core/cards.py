@@ -49,6 +49,9 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     limits: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
+    deployed: bool = True
     path: Path | None = None
 
     @property

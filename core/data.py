@@ -76,6 +76,24 @@ def list_pneumonia_types(root: Path) -> list[Sample]:
     return samples
 
 
+COVID_CLASSES = ["NORMAL", "COVID"]
+
+
+def list_covid(root: Path) -> list[Sample]:
+    """COVID-19 Radiography layout: ``Normal/`` = 0, ``COVID/`` = 1. The set has no patient ids, so
+    each file stands for itself (the card says so)."""
+    samples = []
+    for label, name in enumerate(["Normal", "COVID"]):
+        for path in _images_in(find_class_dir(Path(root), name)):
+            samples.append(Sample(path, label, f"{name}/{path.stem}"))
+    return samples
+
+
+def covid_holdout(samples: Sequence[Sample], test_fraction: float = 0.2, seed: int = 0) -> tuple[list, list]:
+    """(development, test): the fixed, stratified hold-out test part of the COVID-19 set (seed 0 by default)."""
+    return split_by_patient(samples, test_fraction, seed + 1000)
+
+
 def split_by_patient(
     samples: Sequence[Sample], validation_fraction: float = 0.15, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:

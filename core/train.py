@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from core.cards import InputSpec, ModelCard, sha256_of
-from core.data import Sample, list_labelled, list_pneumonia_types, load_arrays, split_by_patient
+from core.data import (
+    Sample,
+    covid_holdout,
+    list_covid,
+    list_labelled,
+    list_pneumonia_types,
+    load_arrays,
+    split_by_patient,
+)
 from core.fitting import best_epoch_monitor, compile_cosine, export_model
 from core.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
 from core.models import ScanModel, build_classifier, softmax
@@ -37,6 +45,14 @@ class ClassifierTask:
     list_samples: Callable[[Path], list[Sample]]
     description: str = ""
     limits: list[str] = field(default_factory=list)
+    source: str = "Kermany et al. 2018 paediatric chest X-rays (chest_xray/train)"
+    test_note: str = "official 624-image test set (chest_xray/test), never used for training, tuning or the threshold"
+    holdout: Callable[[list[Sample], int], tuple[list[Sample], list[Sample]]] | None = None
+    split_note: str = "validation = {fraction:.0%} of patients (stratified, seed {seed}); no patient in both"
+
+
+def _covid_development(samples: list[Sample], seed: int) -> tuple[list[Sample], list[Sample]]:
+    return covid_holdout(samples, 0.2, 0)
 
 
 CLASSIFIER_TASKS: dict[str, ClassifierTask] = {
@@ -62,7 +78,33 @@ CLASSIFIER_TASKS: dict[str, ClassifierTask] = {
         positive_class=None,
         list_samples=list_pneumonia_types,
         description="Frontal chest X-ray -> normal, bacterial or viral pneumonia.",
-        limits=["Bacterial and viral pneumonia look alike on X-ray; expect confusion between them."],
+        limits=[
+            "Bacterial and viral pneumonia look alike on X-ray; expect confusion between them.",
+            "Trained on paediatric (age 1-5) AP chest X-rays from one hospital in Guangzhou.",
+            "A teaching and demo tool, not a diagnosis.",
+        ],
+    ),
+    "covid": ClassifierTask(
+        name="covid",
+        title="COVID-19 vs normal (adult chest X-ray)",
+        modality="chest-xray",
+        classes=["NORMAL", "COVID"],
+        positive_class="COVID",
+        list_samples=list_covid,
+        description="Frontal adult chest X-ray -> probability of COVID-19 (against normal only).",
+        limits=[
+            "Only COVID-19 and normal adult images were seen: other pneumonias, other findings and children are "
+            "outside what it knows.",
+            "The COVID-19 Radiography Database pools images from many sources; positives and negatives come from "
+            "different hospitals, so part of what it learned may be the source, not the disease.",
+            "A teaching and demo tool, not a diagnosis.",
+        ],
+        source="COVID-19 Radiography Database, adult chest X-rays (covid_radiography, 2,000 COVID + 2,000 normal)",
+        test_note="a fixed 20% of the images held out by seed 0 (stratified; `python -m core.evaluate covid "
+        "--split test`), never used for training, tuning or the threshold",
+        holdout=_covid_development,
+        split_note="test = 20% held out (seed 0); validation = {fraction:.0%} of the rest (seed {seed}); the set has "
+        "no patient ids, so a patient with several images could fall in two parts",
     ),
 }
 
@@ -99,9 +141,14 @@ def train_classifier(
     validation_fraction: float = 0.15,
     widths: Sequence[int] = (16, 32, 64, 128, 192),
     limit: int | None = None,
+    init_from: Path | None = None,
+    name: str | None = None,
     log: Callable[[str], None] = print,
 ) -> ModelCard:
-    """Train, calibrate and save one classifier; returns its card (saved beside the weights)."""
+    """Train, calibrate and save one classifier; returns its card (saved beside the weights).
+
+    `init_from`: a pretrained backbone (.keras) whose layers, all but the logits, start the network
+    (fine-tuning); `name`: the card and file name when it is not the task's (e.g. a variant)."""
     import keras
     import tensorflow as tf
 
@@ -112,6 +159,9 @@ def train_classifier(
     started = time.time()
 
     samples = task.list_samples(Path(data_dir))
+    if task.holdout is not None:
+        samples, held_out = task.holdout(samples, seed)
+        log(f"{len(held_out)} images held out as the test part; {len(samples)} left for training and validation")
     if limit:
         rng = np.random.default_rng(seed)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False))]
@@ -121,12 +171,13 @@ def train_classifier(
         f"train {len(train)} / validation {len(validation)} images (split by patient, seed {seed})"
     )
 
+    name = name or task.name
     card = ModelCard(
-        name=task.name,
+        name=name,
         task=task.name,
         title=task.title,
         modality=task.modality,
-        weights=f"{task.name}.keras",
+        weights=f"{name}.keras",
         classes=list(task.classes),
         positive_class=task.positive_class,
         input=InputSpec(height=size, width=size, channels=1),
@@ -145,9 +196,10 @@ def train_classifier(
     class_weight = {i: float(len(y_train) / (n_classes * max(c, 1))) for i, c in enumerate(counts)}
     log(f"class counts (train) {counts.tolist()}, class weights {class_weight}")
 
-    model = build_classifier(
-        (size, size, 1), n_classes, widths=tuple(widths), name=f"{task.name.replace('-', '_')}_cnn"
-    )
+    model = build_classifier((size, size, 1), n_classes, widths=tuple(widths), name=f"{name.replace('-', '_')}_cnn")
+    if init_from is not None:
+        copied = copy_backbone(Path(init_from), model)
+        log(f"initialised {copied} layers from {init_from} (all but the logits)")
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
     compile_cosine(
         model, learning_rate, steps_per_epoch, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -181,7 +233,7 @@ def train_classifier(
     metric = "AUC" if n_classes == 2 else "macro-F1"
     monitor, best = best_epoch_monitor(
         model, lambda: score(validation_logits()), metric, epochs, patience, log,
-        checkpoint=out_dir / ".checkpoints" / f"{task.name}.keras",
+        checkpoint=out_dir / ".checkpoints" / f"{name}.keras",
     )  # fmt: skip
     model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[monitor], verbose=0)
     model.set_weights(best.weights)
@@ -202,21 +254,24 @@ def train_classifier(
     weights_path = out_dir / card.weights
     export_model(model, weights_path)
     card.sha256 = sha256_of(weights_path)
+    origin = f"fine-tuned from {Path(init_from).name}" if init_from else "from scratch"
+    card.variant = "fine-tuned" if init_from else "scratch"
     card.architecture = (
-        f"compact VGG-style CNN from scratch: stages {list(widths)} (conv + separable conv, BN, ReLU, max-pool), "
+        f"compact VGG-style CNN {origin}: stages {list(widths)} (conv + separable conv, BN, ReLU, max-pool), "
         f"global average pooling, dropout 0.3, dense logits; {model.count_params():,} parameters"
     )
     card.data = {
-        "source": "Kermany et al. 2018 paediatric chest X-rays (chest_xray/train)",
+        "source": task.source,
         "train_dir": str(data_dir),
-        "split": f"validation = {validation_fraction:.0%} of patients (stratified, seed {seed}); no patient in both",
+        "split": task.split_note.format(fraction=validation_fraction, seed=seed),
         "n_train": len(train),
         "n_validation": len(validation),
         "n_patients_train": len({s.patient for s in train}),
         "n_patients_validation": len({s.patient for s in validation}),
-        "test": "official 624-image test set (chest_xray/test), never used for training, tuning or the threshold",
+        "test": task.test_note,
     }
     card.training = {
+        "initialisation": str(init_from) if init_from else "random (from scratch)",
         "epochs_run": len(best.history),
         "best_epoch": best.epoch,
         "batch_size": batch_size,
@@ -238,12 +293,33 @@ def train_classifier(
     return card
 
 
+def copy_backbone(backbone_path: Path, model) -> int:
+    """Copy every layer's weights from a saved network into `model` where names and shapes match,
+    except the logits; returns how many layers were copied."""
+    import keras
+
+    source = keras.models.load_model(backbone_path, compile=False, safe_mode=True)
+    copied = 0
+    for layer in model.layers:
+        if layer.name == "logits" or not layer.weights:
+            continue
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        weights = other.get_weights()
+        if [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied += 1
+    return copied
+
+
 MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS) + list(MRI_TASKS))
+    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS) + list(MRI_TASKS) + ["chest-backbone"])
     parser.add_argument("--data", type=Path, required=True, help="training folder (NORMAL/ + PNEUMONIA/, or patients)")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--size", type=int, default=None, help="input side in pixels (160 chest, 128 MRI)")
@@ -255,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use a subset (smoke runs)")
     parser.add_argument("--widths", type=str, default=None, help="channel widths per stage, comma separated")
     parser.add_argument("--segmentation-card", type=Path, default=Path("weights/mri-segmentation.json"))
+    parser.add_argument("--init", type=Path, default=None, help="fine-tune from this pretrained backbone (.keras)")
+    parser.add_argument("--name", type=str, default=None, help="model name when not the task's (a variant)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
@@ -286,8 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         optional.pop("widths", None)
         optional.pop("size", None)
         train_tumour(args.data, args.out, args.segmentation_card, **common, **optional)
+    elif args.task == "chest-backbone":
+        from core.pretrain import pretrain_backbone
+
+        pretrain_backbone(args.data, args.out, **common, **optional)
     else:
-        train_classifier(args.task, args.data, args.out, **common, **optional)
+        train_classifier(args.task, args.data, args.out, init_from=args.init, name=args.name, **common, **optional)
     return 0
 
 
