@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.cards import WEIGHTS_DIR
-from core.data import Sample, list_labelled, list_pneumonia_types
+from core.data import Sample, covid_holdout, list_covid, list_labelled, list_pneumonia_types
 from core.loading import load_image
 from core.metrics import binary_metrics, multiclass_metrics
 from core.models import ScanModel, softmax
@@ -27,6 +27,7 @@ MRI_TASKS = ("mri-segmentation", "mri-tumour")
 LISTERS = {
     "pneumonia": lambda root: list_labelled(root, ["NORMAL", "PNEUMONIA"]),
     "pneumonia-type": list_pneumonia_types,
+    "covid": list_covid,
 }
 
 
@@ -146,24 +147,32 @@ def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = T
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__)
-    parser.add_argument("task", choices=[*sorted(LISTERS), *MRI_TASKS, "ct-infection"])
+    parser.add_argument("task", choices=[*sorted(LISTERS), *MRI_TASKS, "ct-infection", "gate"])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where to write the metrics JSON")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    parser.add_argument("--model", default=None, help="a model name other than the task's (e.g. covid-scratch)")
     parser.add_argument("--split-name", default="test", help="name of this data in the card's metrics")
     parser.add_argument(
         "--split",
         choices=["all", "test", "validation"],
-        default="all",
-        help="MRI: evaluate all patients under --data, or only the card's held-out test / validation patients",
+        default=None,
+        help="MRI: all patients under --data (default), or only the card's held-out test / validation patients; "
+        "covid: the seeded held-out test part (default) or all images",
     )
     parser.add_argument("--update-card", action="store_true", help="also write the metrics into the model card")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
 
-    model = ScanModel.load(args.task, args.weights)
-    if args.task == "ct-infection":
+    model = ScanModel.load(args.model or args.task, args.weights)
+    if args.split is None:
+        args.split = "test" if args.task == "covid" else "all"
+    if args.task == "gate":
+        from core.gate import evaluate_gate
+
+        metrics = evaluate_gate(model, args.data)
+    elif args.task == "ct-infection":
         from core.ct import evaluate_ct, list_ct
 
         metrics = evaluate_ct(model, list_ct(args.data))
@@ -177,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.split_name = args.split
     else:
         samples = LISTERS[args.task](args.data)
+        if args.task == "covid" and args.split == "test":
+            samples = covid_holdout(samples, 0.2, 0)[1]
+            args.split_name = "test"
         if not samples:
             parser.error(f"no images found under {args.data}")
         metrics = evaluate_classifier(model, samples)
@@ -186,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": str(args.data),
         "split": args.split_name,
         "command": f"python -m core.evaluate {args.task} --data {args.data} --out {args.out}"
+        + (f" --model {args.model}" if args.model else "")
         + (f" --split {args.split}" if args.split != "all" else ""),
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",

@@ -139,7 +139,7 @@ def build_family(family: str, size: int, name: str = "study"):
             x = layers.BatchNormalization(name=f"s{stage}_bn")(x)
             x = layers.Activation("relu", name=f"s{stage}_relu")(x)
             x = layers.MaxPooling3D((1, 2, 2), name=f"s{stage}_pool")(x)
-        x = layers.Conv3D(64, (3, 3, 3), padding="valid", use_bias=False, name="fuse_conv3d")(x)
+        x = layers.Conv3D(64, (3, 3, 3), padding="same", use_bias=False, name="fuse_conv3d")(x)
         x = layers.BatchNormalization(name="fuse_bn")(x)
         x = layers.Activation("relu", name="last_conv")(x)
         x = layers.GlobalAveragePooling3D(name="gap")(x)
@@ -326,6 +326,17 @@ def run_study(config: StudyConfig, out: Path, log: Callable[[str], None] = print
     return payload
 
 
+STUDY_FILE = Path(__file__).resolve().parent.parent / "weights" / "study.json"
+
+
+def load_results(path: Path = STUDY_FILE) -> dict[str, Any] | None:
+    """The committed study results, or None when the study has not been run."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def format_table(summary: dict[str, Any]) -> str:
     lines = ["preprocessing  family      folds  AUC mean+-std     accuracy mean+-std"]
     for row in sorted(summary["table"], key=lambda r: -r["auc_mean"]):
@@ -347,8 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use a subset of images (smoke runs)")
     parser.add_argument("--preprocessings", type=str, default=",".join(PREPROCESSINGS))
     parser.add_argument("--families", type=str, default=",".join(FAMILIES))
-    parser.add_argument("--backbone-data", type=Path, default=None,
-                        help="COVID-19 Radiography folder, to pretrain the 'finetuned' family (default: beside --data)")  # fmt: skip
+    parser.add_argument(
+        "--backbone-data", type=Path, default=None,
+        help="COVID-19 Radiography folder, to pretrain the 'finetuned' family (default: beside --data)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.data.is_dir():

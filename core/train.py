@@ -319,7 +319,7 @@ MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
-    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS) + list(MRI_TASKS) + ["chest-backbone"])
+    parser.add_argument("task", choices=sorted(CLASSIFIER_TASKS) + list(MRI_TASKS) + ["chest-backbone", "gate"])
     parser.add_argument("--data", type=Path, required=True, help="training folder (NORMAL/ + PNEUMONIA/, or patients)")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--size", type=int, default=None, help="input side in pixels (160 chest, 128 MRI)")
@@ -364,6 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         optional.pop("widths", None)
         optional.pop("size", None)
         train_tumour(args.data, args.out, args.segmentation_card, **common, **optional)
+    elif args.task == "gate":
+        from core.gate import train_gate
+
+        train_gate(args.data, args.out, seed=args.seed, log=log, **{k: v for k, v in optional.items() if k == "epochs"},
+                   **({"per_class": args.limit} if args.limit else {}))  # fmt: skip
     elif args.task == "chest-backbone":
         from core.pretrain import pretrain_backbone
 

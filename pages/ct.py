@@ -6,6 +6,7 @@ from core.ct import infected_share, lung_mask
 from core.segmentation import mask_overlay, mask_png, segment
 from pages.shared.common import (
     frame_picker,
+    gate_allows,
     get_model,
     model_cards,
     page_setup,
@@ -35,6 +36,8 @@ style = controls[1].radio("Mask style", ["fill", "contour"], horizontal=True, ke
 alpha = controls[2].slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="ct_alpha", disabled=style == "contour")
 colour = controls[3].color_picker("Infection colour", "#FFB000", key="ct_colour")
 show_lungs = st.toggle("Outline the lung area used for the percentage", value=False, key="ct_lungs")
+if not gate_allows(image, "ct", frame):
+    st.stop()
 
 key = (st.session_state["upload"].key, frame)
 memo = st.session_state.get("ct_result")

@@ -3,13 +3,13 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.shared.common import model_cards, page_setup, test_figures
+from pages.shared.common import all_model_cards, page_setup, test_figures
 
 page_setup("Model cards")
 st.title("📋 Model cards")
 st.caption("Every figure here was written by `python -m core.evaluate` on data the model never trained on.")
 
-cards = model_cards()
+cards = all_model_cards()
 if not cards:
     st.info("No trained model is installed in `weights/`.")
     st.stop()

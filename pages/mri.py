@@ -7,6 +7,7 @@ from core.report import ReportContent
 from core.segmentation import mask_overlay, mask_png, segment
 from pages.shared.common import (
     frame_picker,
+    gate_allows,
     get_model,
     modality_warnings,
     model_cards,
@@ -40,6 +41,8 @@ with controls[0]:
 style = controls[1].radio("Mask style", ["fill", "contour"], horizontal=True, key="mri_style")
 alpha = controls[2].slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="mri_alpha", disabled=style == "contour")
 colour = controls[3].color_picker("Mask colour", "#FF3030", key="mri_colour")
+if not gate_allows(image, "brain-mri", frame):
+    st.stop()
 
 results = st.session_state.setdefault("mri_results", {})
 key = (st.session_state["upload"].key, frame)

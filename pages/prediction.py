@@ -7,6 +7,7 @@ from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
 from core.report import ReportContent
 from pages.shared.common import (
     frame_picker,
+    gate_allows,
     get_model,
     modality_warnings,
     model_cards,
@@ -14,6 +15,7 @@ from pages.shared.common import (
     report_button,
     require_image,
     run_guarded,
+    source_warning,
     test_caption,
 )
 
@@ -28,8 +30,14 @@ if not cards:
     st.error("No trained model is installed in `weights/`.")
     st.stop()
 
-names = list(cards)
-name = st.selectbox("Question", names, format_func=lambda n: cards[n].title, key="pred_model")
+QUESTIONS = {
+    "pneumonia": "Pneumonia or normal? (children)",
+    "pneumonia-type": "Normal, bacterial or viral pneumonia? (children)",
+    "covid": "COVID-19 or normal? (adults)",
+}
+names = [n for n in QUESTIONS if n in cards] + [n for n in cards if n not in QUESTIONS]
+name = st.radio("Question", names, format_func=lambda n: QUESTIONS.get(n, cards[n].title), horizontal=True,
+                key="pred_model")  # fmt: skip
 card = cards[name]
 for warning in modality_warnings(image, card):
     st.warning(warning + " The model was not trained on such images: treat its answer with caution.", icon="🚫")
@@ -41,6 +49,9 @@ method = controls[0].radio(
 alpha = controls[1].slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="pred_alpha")
 with controls[2]:
     frame = frame_picker(image, key="pred_frame")
+if not gate_allows(image, "chest-xray", frame):
+    st.stop()
+source_warning(image, card, frame)
 
 
 def predict_and_explain():

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.cards import ModelCard
 from core.errors import ScanSightError
+from core.gate import GateVerdict, check_image
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
 from core.samples import SampleImage, list_samples
@@ -28,6 +29,7 @@ PAGES = [
     ("pages/mri.py", "Brain MRI", "🧠"),
     ("pages/ct.py", "CT lung infection", "🫁"),
     ("pages/batch.py", "Batch", "🗂️"),
+    ("pages/study.py", "Preprocessing study", "🧪"),
     ("pages/model_card.py", "Model cards", "📋"),
 ]
 
@@ -64,8 +66,46 @@ def get_model(name: str) -> ScanModel:
 
 
 @st.cache_data(show_spinner=False)
-def model_cards() -> dict[str, ModelCard]:
+def all_model_cards() -> dict[str, ModelCard]:
+    """Every card in weights/, including the gate, the backbone and compared variants."""
     return available_models()
+
+
+def model_cards() -> dict[str, ModelCard]:
+    """The models the app offers for predictions."""
+    return {name: card for name, card in all_model_cards().items() if card.deployed}
+
+
+def gate_verdict(image: LoadedImage, frame: int = 0) -> GateVerdict | None:
+    """What the out-of-distribution gate makes of the image (memoised per upload and frame); None without a gate."""
+    if "gate" not in all_model_cards():
+        return None
+    upload = current_upload()
+    key = (upload.key if upload else "", frame)
+    memo = st.session_state.get("gate")
+    if memo is None or memo[0] != key:
+        memo = (key, check_image(get_model("gate"), image, frame))
+        st.session_state["gate"] = memo
+    return memo[1]
+
+
+def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
+    """Show the gate's verdict for a page that expects `expected` images. True: go on with the prediction
+    (the image fits, or the user asked to see the answer anyway, which is then flagged)."""
+    verdict = gate_verdict(image, frame)
+    if verdict is None or verdict.fits(expected):
+        if verdict is not None:
+            st.caption("✅ " + verdict.reason(expected))
+        return True
+    st.warning(verdict.reason(expected) + " The prediction is withheld.", icon="🚫")
+    anyway = st.checkbox(
+        "Show the model's answer anyway (it will be marked as outside what the model knows)",
+        value=False,
+        key=f"gate_override_{expected}",
+    )
+    if anyway:
+        st.error("Outside what the model knows: the answer below is not meaningful for this image.", icon="⚠️")
+    return anyway
 
 
 @st.cache_data(show_spinner=False)
@@ -83,7 +123,7 @@ def set_upload(name: str, data: bytes) -> None:
         st.session_state.pop(key, None)
 
 
-RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result", "report_pdf")
+RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result", "report_pdf", "gate", "source")
 
 
 def clear_upload() -> None:
@@ -179,6 +219,36 @@ def frame_picker(image: LoadedImage, key: str) -> int:
     if image.n_frames <= 1:
         return 0
     return int(st.slider("Frame", 1, image.n_frames, 1, key=key)) - 1
+
+
+def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
+    """Warn when the image looks like the other chest X-ray source (adult vs paediatric) than the model's,
+    with what the shortcut check measured for that model on such images."""
+    from core.shortcut import SOURCE_OF_MODEL, adult_probability
+
+    trained_on = SOURCE_OF_MODEL.get(card.task)
+    if trained_on is None or "chest-backbone" not in all_model_cards():
+        return
+    upload = current_upload()
+    key = (upload.key if upload else "", frame)
+    memo = st.session_state.get("source")
+    if memo is None or memo[0] != key:
+        memo = (key, adult_probability(get_model("chest-backbone"), image, frame))
+        st.session_state["source"] = memo
+    p_adult = memo[1]
+    looks = "adult" if p_adult >= 0.5 else "paediatric"
+    confidence = max(p_adult, 1 - p_adult)
+    if looks == trained_on:
+        st.caption(f"The image looks like the {looks} X-rays this model was trained on (P = {confidence:.0%}).")
+        return
+    finding = card.findings.get("shortcut", {}).get("summary", "")
+    other = "COVID-19 or normal? (adults)" if trained_on == "paediatric" else "Pneumonia or normal? (children)"
+    st.warning(
+        f"This image looks like an **{looks}** chest X-ray (P = {confidence:.0%}), but this model only "
+        f"saw **{trained_on}** ones. Shortcut check: {finding} Its answer here says more about where the image "
+        f'comes from than about the lungs; the question "{other}" fits this image better.',
+        icon="🧒" if trained_on == "paediatric" else "🧑",
+    )
 
 
 def modality_warnings(image: LoadedImage, card: ModelCard) -> list[str]:

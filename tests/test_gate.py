@@ -1,0 +1,90 @@
+"""The out-of-distribution gate: its inputs, its verdicts, its non-medical images, and the committed model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.cards import list_cards
+from core.gate import (
+    GATE_CLASSES,
+    TEST_NATURAL,
+    TRAIN_NATURAL,
+    GateVerdict,
+    check_image,
+    gate_input,
+    other_images,
+    synthetic_scene,
+    verdict_from_probabilities,
+)
+from core.loading import load_image
+from tests.helpers import data_path
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (300, 200, 1), (64, 64, 3), (40, 90, 4)])
+def test_gate_input_is_64x64_rgb_in_unit_range(shape):
+    pixels = np.random.default_rng(0).random(shape).astype(np.float32)
+    prepared = gate_input(pixels)
+    assert prepared.shape == (64, 64, 3) and prepared.dtype == np.float32
+    assert prepared.min() >= 0.0 and prepared.max() <= 1.0
+
+
+def test_generated_scenes_are_valid_images_of_every_kind():
+    rng = np.random.default_rng(0)
+    scenes = [synthetic_scene(rng) for _ in range(100)]
+    assert all(s.dtype == np.float32 and s.min() >= 0 and s.max() <= 1 for s in scenes)
+    assert len({s.ndim for s in scenes}) == 2  # grey and colour
+
+
+def test_training_and_test_negatives_come_from_different_pictures():
+    assert not set(TRAIN_NATURAL) & set(TEST_NATURAL)
+    train = list(other_images("train", 8, seed=0))
+    test = list(other_images("test", 8, seed=0))
+    assert len(train) == len(test) == 8
+
+
+def test_verdicts():
+    assert verdict_from_probabilities(np.array([0.9, 0.05, 0.03, 0.02])).kind == "chest-xray"
+    assert verdict_from_probabilities(np.array([0.4, 0.35, 0.2, 0.05])).kind == "other"  # not sure: not accepted
+    verdict = GateVerdict("brain-mri", dict(zip(GATE_CLASSES, [0.1, 0.8, 0.05, 0.05], strict=True)))
+    assert verdict.fits("brain-mri") and not verdict.fits("chest-xray")
+    assert "**Brain MRI** page" in verdict.reason("chest-xray")
+    other = GateVerdict("other", dict(zip(GATE_CLASSES, [0.1, 0.1, 0.1, 0.7], strict=True)))
+    assert "does not look like" in other.reason("chest-xray") and not other.accepted
+
+
+needs_gate = pytest.mark.skipif("gate" not in list_cards(), reason="no committed gate model in weights/")
+
+
+@pytest.fixture(scope="module")
+def gate():
+    from core.models import ScanModel
+
+    return ScanModel.load("gate")
+
+
+@needs_gate
+def test_the_gate_rejects_held_out_non_medical_pictures(gate):
+    kinds = [check_image(gate, image).kind for image in other_images("test", 200, seed=7)]
+    assert kinds.count("other") / len(kinds) >= 0.95
+
+
+@needs_gate
+@pytest.mark.parametrize(
+    "parts, expected",
+    [
+        (("chest_xray", "test", "NORMAL"), "chest-xray"),
+        (("chest_xray", "test", "PNEUMONIA"), "chest-xray"),
+        (("covid_ct_seg", "test", "images"), "ct"),
+    ],
+)
+def test_the_gate_accepts_held_out_medical_images(gate, parts, expected):
+    files = sorted(data_path(*parts).iterdir())[:20]
+    kinds = [check_image(gate, load_image(f.read_bytes(), f.name)).kind for f in files]
+    assert kinds.count(expected) >= 19
+
+
+@needs_gate
+def test_the_gate_on_real_dicom_files(gate):
+    chest = data_path("dicom", "RG1_UNCR.dcm")
+    assert check_image(gate, load_image(chest.read_bytes(), chest.name)).kind == "chest-xray"
