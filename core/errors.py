@@ -7,7 +7,7 @@ class ScanSightError(Exception):
     """Base class: every error `core` raises on purpose derives from it."""
 
     #: One short sentence on what to do instead, shown under the message in the app.
-    hint: str = "Upload a chest X-ray or brain MRI slice as PNG, JPEG, TIFF or DICOM."
+    hint: str = "Upload a chest X-ray, a brain MRI slice or a CT slice as PNG, JPEG, TIFF or DICOM."
 
 
 class EmptyFileError(ScanSightError):

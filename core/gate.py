@@ -180,11 +180,16 @@ def synthetic_scene(rng: np.random.Generator, size: int = 128) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size]
         pattern = ((xx // period + (yy // period if rng.random() < 0.5 else 0)) % 2).astype(np.float32)
         canvas = canvas * 0.3 + pattern[..., None] * 0.7
-    elif kind == 5:  # dark screen with a bright blob (a photographed monitor, a lamp)
+    elif kind == 5:  # dark background with a bright, textured blob (a lamp, a face, a fruit: head-like shapes)
         canvas *= 0.1
-        cv2.ellipse(canvas, (size // 2, size // 2), (int(rng.integers(10, 60)), int(rng.integers(10, 60))),
-                    float(rng.uniform(0, 180)), 0, 360, (float(rng.uniform(0.5, 1)),) * channels, -1)  # fmt: skip
-        canvas = cv2.GaussianBlur(canvas, (0, 0), 3)
+        blob = np.zeros_like(canvas)
+        cv2.ellipse(blob, (size // 2 + int(rng.integers(-20, 20)), size // 2 + int(rng.integers(-20, 20))),
+                    (int(rng.integers(15, 60)), int(rng.integers(15, 60))), float(rng.uniform(0, 180)), 0, 360,
+                    (1.0,) * channels, -1)  # fmt: skip
+        texture = cv2.GaussianBlur(rng.random((size, size, channels)).astype(np.float32), (0, 0), 2.0)
+        texture = texture.reshape(size, size, channels)
+        tint = rng.uniform(0.3, 1.0, channels).astype(np.float32)
+        canvas = canvas + cv2.GaussianBlur(blob, (0, 0), 3).reshape(size, size, channels) * texture * tint * 1.5
     if canvas.ndim == 2:
         canvas = canvas[..., None]
     return np.clip(canvas, 0, 1).astype(np.float32).squeeze()
@@ -200,8 +205,17 @@ def jitter(image: np.ndarray, rng: np.random.Generator, crop: float = 0.8) -> np
     return np.clip(image * gain + offset, 0, 1).astype(np.float32)
 
 
+def colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle and rescale colour channels, shift brightness and contrast (training negatives only)."""
+    if image.ndim == 3 and image.shape[-1] >= 3:
+        image = image[..., rng.permutation(3)] * rng.uniform(0.6, 1.2, 3).astype(np.float32)
+    gain, offset = rng.uniform(0.6, 1.4), rng.uniform(-0.2, 0.2)
+    return np.clip(image * gain + offset, 0, 1).astype(np.float32)
+
+
 def other_images(part: str, count: int, seed: int) -> Iterator[np.ndarray]:
-    """`count` non-medical images for training ('train') or testing ('test'), from disjoint sources."""
+    """`count` non-medical images for training ('train') or testing ('test'), from disjoint sources.
+    Training images are also rotated and colour-jittered; test images are left as they are."""
     rng = np.random.default_rng(seed)
     natural = natural_images(TRAIN_NATURAL) if part == "train" else natural_images(TEST_NATURAL) + sklearn_images()
     people = faces(part)
@@ -217,6 +231,11 @@ def other_images(part: str, count: int, seed: int) -> Iterator[np.ndarray]:
             image = image[..., :3].mean(axis=-1)
         if rng.random() < 0.5:
             image = image[:, ::-1]
+        if part == "train":
+            image = np.ascontiguousarray(image, dtype=np.float32)
+            height, width = image.shape[:2]
+            turn = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-30, 30)), 1.0)
+            image = colour_jitter(cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT), rng)
         yield np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -265,7 +284,7 @@ def build_training_set(data_root: Path, per_class: int, seed: int = 0) -> tuple[
             images.append(gate_input(jitter(image, rng)))
             labels.append(label)
         cache.clear()
-    for image in other_images("train", per_class, seed):
+    for image in other_images("train", 2 * per_class, seed):
         images.append(gate_input(image))
         labels.append(GATE_CLASSES.index("other"))
     return np.stack(images), np.array(labels)
@@ -341,7 +360,9 @@ def train_gate(
         "patients (seed 0); CT: covid_ct_seg/train; other: scikit-image samples "
         f"({', '.join(TRAIN_NATURAL)}), the first 100 LFW faces, generated scenes",
         "per_class": per_class,
-        "augmentation": "crop-zoom, rotation +-8 deg, brightness and contrast; MRI: 30% FLAIR alone as grey",
+        "n_other": 2 * per_class,
+        "augmentation": "crop-zoom, rotation +-8 deg, brightness and contrast; MRI: 30% FLAIR alone as grey; "
+        "other: rotation +-30 deg, channel shuffle and scaling, brightness and contrast; balanced class weights",
         "test": "chest_xray/test, covid test part, LGG test patients, covid_ct_seg/test; other: held-out "
         f"images ({', '.join(TEST_NATURAL)}, scikit-learn samples), the other 100 faces, scenes from another seed",
     }

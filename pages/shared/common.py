@@ -206,7 +206,7 @@ def require_image() -> LoadedImage | None:
     """The current image, or a message saying why there is none (then the page stops drawing)."""
     image = loaded_image()
     if image is None:
-        st.info("No image yet: upload a chest X-ray or brain MRI slice on the **Upload** page first.", icon="📤")
+        st.info("No image yet: upload a chest X-ray, brain MRI or CT slice on the **Upload** page first.", icon="📤")
         st.page_link("pages/upload.py", label="Go to Upload", icon="📤")
         return None
     if isinstance(image, ScanSightError):
@@ -243,8 +243,9 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
         return
     finding = card.findings.get("shortcut", {}).get("summary", "")
     other = "COVID-19 or normal? (adults)" if trained_on == "paediatric" else "Pneumonia or normal? (children)"
+    article = "an" if looks == "adult" else "a"
     st.warning(
-        f"This image looks like an **{looks}** chest X-ray (P = {confidence:.0%}), but this model only "
+        f"This image looks like {article} **{looks}** chest X-ray (P = {confidence:.0%}), but this model only "
         f"saw **{trained_on}** ones. Shortcut check: {finding} Its answer here says more about where the image "
         f'comes from than about the lungs; the question "{other}" fits this image better.',
         icon="🧒" if trained_on == "paediatric" else "🧑",
