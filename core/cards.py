@@ -119,3 +119,33 @@ def list_cards(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
         if card.weights_path.exists():
             cards[card.name] = card
     return cards
+
+
+def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
+    """Scratch vs fine-tuned, per task: one row per trained variant (a deployed copy of a variant, which
+    has the same weights, is not listed twice), with its held-out test figures."""
+    rows = []
+    seen: set[tuple[str, str]] = set()
+    for card in sorted(cards.values(), key=lambda c: (c.task, not c.deployed, c.name)):
+        if card.variant not in ("scratch", "fine-tuned") or (card.task, card.sha256) in seen:
+            continue
+        seen.add((card.task, card.sha256))
+        test = card.metrics.get("test", {})
+        validation = card.metrics.get("validation", {})
+        rows.append(
+            {
+                "task": card.task,
+                "variant": card.variant,
+                "model": card.name,
+                "deployed": any(c.deployed and c.sha256 == card.sha256 for c in cards.values()),
+                "epochs": card.training.get("epochs_run"),
+                "validation_auc": validation.get("auc"),
+                "validation_macro_f1": validation.get("macro_f1"),
+                "test_accuracy": test.get("accuracy"),
+                "test_auc": test.get("auc"),
+                "test_macro_f1": test.get("macro_f1"),
+                "test_sensitivity": test.get("sensitivity"),
+                "test_specificity": test.get("specificity"),
+            }
+        )
+    return rows

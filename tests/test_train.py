@@ -76,3 +76,75 @@ def test_train_then_evaluate_cli(tmp_path, capsys):
         assert key in result
     assert result["n"] == 48
     assert ModelCard.load(out / "pneumonia.json").metrics["test"]["accuracy"] == result["accuracy"]
+
+
+def test_covid_holdout_is_fixed_stratified_and_disjoint(tmp_path):
+    from core.data import covid_holdout, list_covid
+
+    for folder in ("COVID", "Normal"):
+        (tmp_path / folder).mkdir()
+        for index in range(20):
+            Image.fromarray(synthetic_chest(32, seed=index)).save(tmp_path / folder / f"{folder}-{index}.png")
+    samples = list_covid(tmp_path)
+    assert len({s.patient for s in samples}) == 40  # no patient ids: every file stands alone
+    development, test = covid_holdout(samples)
+    assert len(test) == 8 and {s.label for s in test} == {0, 1}
+    assert {s.path for s in development}.isdisjoint({s.path for s in test})
+    assert [s.path for s in covid_holdout(samples)[1]] == [s.path for s in test]
+
+
+@pytest.mark.slow
+def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp_path):
+    from core.cards import list_cards, transfer_table
+    from core.deploy import deploy
+    from core.models import ScanModel
+
+    data = make_dataset(tmp_path / "data", per_class=12)
+    out = tmp_path / "weights"
+    common = {"size": 32, "epochs": 1, "batch_size": 8, "widths": (8, 16), "log": lambda _: None}
+    scratch = train.train_classifier("pneumonia", data, out, name="pneumonia-scratch", **common)
+    tuned = train.train_classifier(
+        "pneumonia", data, out, name="pneumonia-finetuned", init_from=out / "pneumonia-scratch.keras", **common
+    )
+    assert scratch.variant == "scratch" and tuned.variant == "fine-tuned"
+    assert "fine-tuned from pneumonia-scratch.keras" in tuned.architecture
+
+    deployed = deploy(["pneumonia-scratch", "pneumonia-finetuned"], out)
+    best = max((scratch, tuned), key=lambda card: card.metrics["validation"]["auc"])
+    assert deployed.name == "pneumonia" and deployed.sha256 == best.sha256
+    assert deployed.training["deployed_from"] == best.name
+    assert ScanModel.load("pneumonia", out).card.deployed  # the copy matches its card's sha256
+    cards = list_cards(out)
+    assert not cards["pneumonia-scratch"].deployed and not cards["pneumonia-finetuned"].deployed
+    rows = transfer_table(cards)
+    assert sorted(row["variant"] for row in rows) == ["fine-tuned", "scratch"]
+    assert [row["model"] for row in rows if row["deployed"]] == ["pneumonia"]
+
+
+def test_copy_backbone_copies_every_layer_but_the_logits(tmp_path):
+    from core.models import build_classifier
+
+    source = build_classifier((32, 32, 1), 5, widths=(8, 16), name="source")
+    source.save(tmp_path / "backbone.keras")
+    target = build_classifier((32, 32, 1), 2, widths=(8, 16), name="target")
+    copied = train.copy_backbone(tmp_path / "backbone.keras", target)
+    assert copied == sum(1 for layer in target.layers if layer.weights and layer.name != "logits")
+    np.testing.assert_array_equal(target.get_layer("last_conv").get_weights()[0],
+                                  source.get_layer("last_conv").get_weights()[0])  # fmt: skip
+
+
+def test_pretraining_leaves_out_every_validation_and_test_image():
+    from core.data import covid_holdout, list_covid, list_pneumonia_types
+    from core.pretrain import pretraining_split
+    from tests.helpers import data_path
+
+    chest = data_path("chest_xray", "train")
+    covid = data_path("covid_radiography")
+    used = {s.path for s in pretraining_split(chest.parent.parent)[0]}
+    for listing in (list_labelled(chest, ["NORMAL", "PNEUMONIA"]), list_pneumonia_types(chest)):
+        assert used.isdisjoint(s.path for s in split_by_patient(listing, 0.15, 0)[1])
+    development, test = covid_holdout(list_covid(covid))
+    assert used.isdisjoint(s.path for s in test)
+    assert used.isdisjoint(s.path for s in split_by_patient(development, 0.15, 0)[1])
+    assert not any("test" in path.parent.parent.name for path in used)
+    assert len(used) > 5000

@@ -1,0 +1,68 @@
+"""Deploying a trained variant: ``python -m core.deploy covid-scratch covid-finetuned``.
+
+Of the candidates (variants of one task, e.g. trained from scratch and fine-tuned from the chest
+backbone), the one with the best *validation* score (AUC for two classes, macro-F1 otherwise) is
+copied to the task's name (``covid.keras`` + ``covid.json``), which is what the app and the
+evaluation CLI load. The test set plays no part in the choice. The variants keep their own cards
+(marked not deployed) for the comparison table on the Model card page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.cards import WEIGHTS_DIR, ModelCard
+
+
+def validation_score(card: ModelCard) -> float:
+    validation = card.metrics.get("validation", {})
+    key = "auc" if len(card.classes) == 2 else "macro_f1"
+    if validation.get(key) is None:
+        raise SystemExit(f"{card.name} has no validation {key} in its card")
+    return float(validation[key])
+
+
+def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
+    cards = [ModelCard.load(Path(weights_dir) / f"{name}.json") for name in candidates]
+    tasks = {card.task for card in cards}
+    if len(tasks) != 1:
+        raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
+    task = tasks.pop()
+    scores = {card.name: validation_score(card) for card in cards}
+    best = max(cards, key=lambda card: scores[card.name])
+    for card in cards:
+        if card.name != task:
+            card.deployed = False
+            card.save()
+    deployed = ModelCard.from_dict(best.to_dict())
+    if best.name != task:
+        shutil.copyfile(best.weights_path, Path(weights_dir) / f"{task}.keras")
+    deployed.name, deployed.weights, deployed.deployed = task, f"{task}.keras", True
+    metric = "AUC" if len(best.classes) == 2 else "macro-F1"
+    deployed.training = {
+        **best.training,
+        "deployed_from": best.name,
+        "selection": f"best validation {metric} among "
+        + ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
+        + " (the test set played no part)",
+    }
+    deployed.save(Path(weights_dir) / f"{task}.json")
+    print(f"deployed {best.name} as {task}: " + deployed.training["selection"])
+    return deployed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("candidates", nargs="+", help="model names (cards in weights/) of one task")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    deploy(args.candidates, args.weights)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
