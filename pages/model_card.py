@@ -3,6 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.cards import transfer_table
 from pages.shared.common import all_model_cards, page_setup, test_figures
 
 page_setup("Model cards")
@@ -14,10 +15,21 @@ if not cards:
     st.info("No trained model is installed in `weights/`.")
     st.stop()
 
-name = st.selectbox("Model", list(cards), format_func=lambda n: f"{cards[n].title} ({n})", key="card_model")
+ROLES = {"gate": "runs before every prediction", "backbone": "pretrained backbone, not offered for predictions"}
+
+
+def describe(n: str) -> str:
+    card = cards[n]
+    role = ROLES.get(card.variant) or ("in use" if card.deployed else f"{card.variant} variant, compared only")
+    return f"{card.title} ({n}, {role})"
+
+
+name = st.selectbox("Model", list(cards), format_func=describe, key="card_model")
 card = cards[name]
 st.subheader(card.title)
 st.markdown(card.description)
+if card.training.get("deployed_from"):
+    st.caption(f"In use: {card.training['deployed_from']}, chosen by {card.training['selection']}.")
 
 test = card.metrics.get("test")
 validation = card.metrics.get("validation", {})
@@ -31,6 +43,16 @@ if test:
         st.caption(
             f"Mean Dice over the {test['n_slices_with_tumour']} test slices that show a tumour: "
             f"{test['dice_slices_with_tumour']:.3f}."
+        )
+    if "per_class" in test:
+        st.table(
+            {
+                "class": list(test["per_class"]),
+                "precision": [f"{v['precision']:.1%}" for v in test["per_class"].values()],
+                "recall": [f"{v['recall']:.1%}" for v in test["per_class"].values()],
+                "F1": [f"{v['f1']:.3f}" for v in test["per_class"].values()],
+                "images": [v["support"] for v in test["per_class"].values()],
+            }
         )
     if "confusion_matrix" in test:
         left, right = st.columns(2)
@@ -57,8 +79,27 @@ if test:
                 height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False,
             )  # fmt: skip
             right.plotly_chart(roc, width="stretch")
+elif card.task == "gate":
+    pass
 else:
     st.info("This model has no held-out test figures yet.")
+
+if card.task == "gate" and card.metrics.get("test"):
+    gate = card.metrics["test"]
+    st.markdown(f"**Held-out test** — `{gate.get('command', '')}`")
+    columns = st.columns(4)
+    for column, (kind, entry) in zip(columns, gate["per_kind"].items(), strict=False):
+        column.metric(f"{kind}: wrongly rejected", f"{entry['false_rejection_rate']:.2%}", help=f"{entry['n']} images")
+    columns[3].metric(
+        "non-medical: rejected", f"{gate['other']['rejection_rate']:.1%}", help=f"{gate['other']['n']} images"
+    )
+    st.json({"medical test images": gate["per_kind"], "non-medical test images": gate["other"]}, expanded=False)
+
+shortcut = card.findings.get("shortcut")
+if shortcut:
+    st.markdown("**Shortcut check** (images from the other hospital population)")
+    st.markdown(shortcut["summary"])
+    st.caption(f"`{shortcut['command']}` — held-out test images only.")
 
 localisation = card.metrics.get("localisation")
 if localisation:
@@ -103,3 +144,34 @@ if validation:
 st.markdown("**Limits**")
 for limit in card.limits:
     st.markdown(f"- {limit}")
+
+rows = transfer_table(cards)
+if rows:
+    st.divider()
+    st.subheader("Transfer learning: fine-tuned backbone vs from scratch")
+    st.caption(
+        "The same network, either started from the chest backbone (pretrained on every chest X-ray training "
+        "image we have, by `python -m core.train chest-backbone`) or from random weights. The model in use was "
+        "chosen on validation; the test columns were measured afterwards."
+    )
+
+    def figure(value, fmt: str) -> str:
+        return "–" if value is None else fmt.format(value)
+
+    st.dataframe(
+        [
+            {
+                "task": row["task"], "variant": row["variant"], "in use": "✅" if row["deployed"] else "",
+                "epochs": row["epochs"],
+                "validation": figure(row["validation_auc"], "AUC {:.3f}")
+                if row["validation_auc"] is not None else figure(row["validation_macro_f1"], "macro-F1 {:.3f}"),
+                "test accuracy": figure(row["test_accuracy"], "{:.1%}"),
+                "test AUC": figure(row["test_auc"], "{:.3f}"),
+                "test macro-F1": figure(row["test_macro_f1"], "{:.3f}"),
+                "test sensitivity": figure(row["test_sensitivity"], "{:.1%}"),
+                "test specificity": figure(row["test_specificity"], "{:.1%}"),
+            }
+            for row in rows
+        ],
+        hide_index=True, width="stretch",
+    )  # fmt: skip
