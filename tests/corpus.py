@@ -54,5 +54,5 @@ def corpus() -> list[Case]:
     ]
     too_short = DATA / "dicom" / "emri_small_jpeg_2k_lossless_too_short.dcm"
     if too_short.exists():
-        cases.append(Case("too-short-dicom", too_short.name, too_short.read_bytes(), "damaged or truncated"))
+        cases.append(Case("too-short-dicom", too_short.name, too_short.read_bytes(), "truncated"))
     return cases

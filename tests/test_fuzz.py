@@ -113,16 +113,29 @@ def tiny_model(tmp_path_factory):
     return ScanModel.load("tiny", folder)
 
 
+@pytest.fixture(scope="module")
+def gate_model():
+    """The committed out-of-distribution gate, or None when there is none."""
+    from core.cards import list_cards
+    from core.models import ScanModel
+
+    return ScanModel.load("gate") if "gate" in list_cards() else None
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)
 @given(mutated())
-def test_mutated_files_through_the_whole_predict_path(tiny_model, case):
+def test_mutated_files_through_the_whole_predict_path(tiny_model, gate_model, case):
     from core.explain import heatmap, overlay
+    from core.gate import check_image
 
     kind, data = case
     try:
         image = load_image(data, f"upload.{kind}")
     except ScanSightError:
         return
+    if gate_model is not None:
+        verdict = check_image(gate_model, image)
+        assert abs(sum(verdict.probabilities.values()) - 1) < 1e-5
     prediction = tiny_model.predict(image)
     assert abs(sum(prediction.probabilities.values()) - 1) < 1e-5
     cam = heatmap(tiny_model, image)
