@@ -30,6 +30,21 @@ GATE_LABELS = {"chest-xray": "a chest X-ray", "brain-mri": "a brain MRI slice", 
 GATE_PAGES = {"chest-xray": "Chest X-ray prediction", "brain-mri": "Brain MRI", "ct": "CT lung infection"}
 GATE_SIZE = 64
 ACCEPT_PROBABILITY = 0.5
+THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+MAX_CALIBRATION_REJECTION = 0.005
+
+
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The highest threshold in THRESHOLD_GRID that wrongly rejects at most 0.5% of the medical images of
+    the calibration split (half the 1% goal, as a margin): (threshold, its false-rejection rate)."""
+    medical = labels != GATE_CLASSES.index("other")
+    chosen, rate = ACCEPT_PROBABILITY, 0.0
+    for threshold in THRESHOLD_GRID:
+        kinds = np.array([GATE_CLASSES.index(verdict_from_probabilities(p, threshold).kind) for p in probabilities])
+        wrong = float(np.mean(kinds[medical] != labels[medical]))
+        if wrong <= MAX_CALIBRATION_REJECTION:
+            chosen, rate = threshold, wrong
+    return chosen, rate
 
 TRAIN_NATURAL = [
     "brick.png", "camera.png", "cell.png", "chelsea.png", "chessboard_GRAY.png", "clock_motion.png",
@@ -87,10 +102,11 @@ def gate_input(pixels: np.ndarray) -> np.ndarray:
     return np.clip(resized, 0, 1).astype(np.float32)
 
 
-def verdict_from_probabilities(probabilities: np.ndarray) -> GateVerdict:
+def verdict_from_probabilities(probabilities: np.ndarray, threshold: float = ACCEPT_PROBABILITY) -> GateVerdict:
+    """The most likely kind, or 'other' when that kind's probability is below `threshold`."""
     best = int(np.argmax(probabilities))
     kind = GATE_CLASSES[best]
-    if probabilities[best] < ACCEPT_PROBABILITY:
+    if probabilities[best] < threshold:
         kind = "other"
     return GateVerdict(kind, {c: float(p) for c, p in zip(GATE_CLASSES, probabilities, strict=True)})
 
@@ -101,7 +117,7 @@ def check_image(model, image: LoadedImage | np.ndarray, frame: int = 0) -> GateV
 
     pixels = image.frame(frame) if isinstance(image, LoadedImage) else image
     logits = model.logits(gate_input(pixels)[np.newaxis])[0]
-    return verdict_from_probabilities(softmax(logits, model.card.temperature))
+    return verdict_from_probabilities(softmax(logits, model.card.temperature), model.card.threshold or 0.5)
 
 
 # ----------------------------------------------------------------------------- data
@@ -325,6 +341,8 @@ def train_gate(
     forward = tf.function(lambda batch: model(batch, training=False))
     logits = np.concatenate([forward(x_val[i : i + 256]).numpy() for i in range(0, len(x_val), 256)])
     temperature, before, after = fit_temperature(logits, y_val)
+    threshold, calibration_rejection = choose_threshold(softmax(logits, temperature), y_val)
+    log(f"acceptance threshold {threshold} (calibration false rejection {calibration_rejection:.4f})")
 
     card = ModelCard(
         name="gate",
@@ -335,9 +353,11 @@ def train_gate(
         classes=list(GATE_CLASSES),
         input=InputSpec(height=GATE_SIZE, width=GATE_SIZE, channels=3),
         preprocessing=[{"name": "resize", "size": [GATE_SIZE, GATE_SIZE]}],
-        threshold=ACCEPT_PROBABILITY,
-        threshold_method="fixed: an image is accepted as a kind when that kind is the most likely and its "
-        "probability is at least 0.5; otherwise it is 'other'",
+        threshold=threshold,
+        threshold_method="an image is accepted as a kind when that kind is the most likely and its probability "
+        f"is at least the threshold, otherwise it is 'other'; the threshold is the highest of {list(THRESHOLD_GRID)} "
+        f"that wrongly rejects at most {MAX_CALIBRATION_REJECTION:.1%} of the medical images of the calibration "
+        f"split (here {calibration_rejection:.2%})",
         temperature=round(temperature, 4),
         calibration_method=f"temperature scaling on a held-back tenth of the training images (NLL {before:.4f} -> "
         f"{after:.4f})",
@@ -387,7 +407,7 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
         for start in tqdm(range(0, len(loaders), 64), desc=kind, disable=not progress):
             batch = np.stack([gate_input(load()) for load in loaders[start : start + 64]])
             for probs in _probabilities(model, batch):
-                verdict = verdict_from_probabilities(probs)
+                verdict = verdict_from_probabilities(probs, model.card.threshold or ACCEPT_PROBABILITY)
                 verdicts[verdict.kind] = verdicts.get(verdict.kind, 0) + 1
         wrong = len(loaders) - verdicts.get(kind, 0)
         out["per_kind"][kind] = {
@@ -399,7 +419,8 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
         n_total += len(loaders)
     out["false_rejection_rate_all_medical"] = rejected_total / max(n_total, 1)
     others = np.stack([gate_input(image) for image in other_images("test", n_other, seed + 99)])
-    kinds = [verdict_from_probabilities(p).kind for p in _probabilities(model, others)]
+    threshold = model.card.threshold or ACCEPT_PROBABILITY
+    kinds = [verdict_from_probabilities(p, threshold).kind for p in _probabilities(model, others)]
     out["other"] = {
         "n": n_other,
         "verdicts": {kind: kinds.count(kind) for kind in GATE_CLASSES if kinds.count(kind)},

@@ -88,3 +88,16 @@ def test_the_gate_accepts_held_out_medical_images(gate, parts, expected):
 def test_the_gate_on_real_dicom_files(gate):
     chest = data_path("dicom", "RG1_UNCR.dcm")
     assert check_image(gate, load_image(chest.read_bytes(), chest.name)).kind == "chest-xray"
+
+
+def test_threshold_is_the_highest_that_keeps_calibration_rejections_under_half_a_percent():
+    from core.gate import choose_threshold
+
+    confident = np.tile([[0.97, 0.01, 0.01, 0.01]], (400, 1))
+    shaky = np.tile([[0.85, 0.05, 0.05, 0.05]], (1, 1))  # 1 of 401 medical images: 0.25% rejected from 0.9
+    unsure = np.tile([[0.55, 0.15, 0.15, 0.15]], (10, 1))
+    labels = np.zeros(411, dtype=int)
+    threshold, rate = choose_threshold(np.concatenate([confident, shaky, unsure]), labels)
+    assert threshold == 0.5 and rate == 0.0  # 10 unsure images (2.4%) would be rejected at 0.6 already
+    threshold, rate = choose_threshold(np.concatenate([confident, shaky]), labels[:401])
+    assert threshold == 0.95 and rate == pytest.approx(1 / 401)
