@@ -22,10 +22,19 @@ st.markdown(
     "1. **Upload**: choose a file; nothing is stored on disk, and it is gone when you close the tab.\n"
     "2. **Preprocessing preview**: compare the original with CLAHE, histogram equalisation, denoising, "
     "lung cropping and more.\n"
-    "3. **Chest X-ray prediction**: probabilities, the decision threshold, and the heatmap over the image.\n"
+    "3. **Chest X-ray prediction**: choose the question (pneumonia or not; normal, bacterial or viral; "
+    "COVID-19 or not) and get probabilities, the decision threshold, and the heatmap over the image.\n"
     "4. **Brain MRI**: the tumour mask over the slice, its area, and the tumour probability.\n"
     "5. **CT lung infection**: the infected area on a CT slice and its share of the visible lung.\n"
-    "6. **Batch**: many files or a zip at once, as a table you can download."
+    "6. **Batch**: many files or a zip at once, as a table you can download.\n"
+    "7. **Preprocessing study**: which preprocessing and model family win under 5-fold cross-validation."
+)
+st.info(
+    "Before any prediction, a small **gate** model checks that the image is the kind the model knows "
+    "(chest X-ray, brain MRI slice or CT slice). For the chest questions, the app also checks whether the "
+    "image looks like the children's or the adults' X-rays: each chest model has seen only one of them, "
+    "and what it says about the other is measured and shown (the *shortcut check*).",
+    icon="🛂",
 )
 
 st.subheader("Models")

@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = ScanModel.load(card)
         load_times[name] = round(time.perf_counter() - start, 2)
     result["model_load_s"] = load_times
-    result["models"] = {
-        name: time_model(model, args.repeats) for name, model in models.items() if model.card.deployed
-    }
+    result["models"] = {name: time_model(model, args.repeats) for name, model in models.items() if model.card.deployed}
     if "gate" in models and "pneumonia" in models:
         result["models"]["pneumonia, full page path"] = time_full_chest_path(models, args.repeats)
     result["rss_mb"] = round(rss_mb(), 1)

@@ -46,6 +46,7 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[flo
             chosen, rate = threshold, wrong
     return chosen, rate
 
+
 TRAIN_NATURAL = [
     "brick.png", "camera.png", "cell.png", "chelsea.png", "chessboard_GRAY.png", "clock_motion.png",
     "coins.png", "color.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png",

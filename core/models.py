@@ -32,8 +32,11 @@ def build_classifier(
     dropout: float = 0.3,
     stem_stride: int = 2,
     name: str = "scansight_cnn",
+    bn_momentum: float = 0.99,
 ):
-    """A compact VGG-style CNN: a strided stem, then conv-BN-ReLU x2 per stage with max-pooling; logits."""
+    """A compact VGG-style CNN: a strided stem, then conv-BN-ReLU x2 per stage with max-pooling; logits.
+    `bn_momentum` 0.9 suits short trainings (a few hundred steps), where 0.99 leaves the moving statistics
+    far from the data's."""
     import keras
     from keras import layers
 
@@ -43,14 +46,14 @@ def build_classifier(
         last_stage = stage == len(widths) - 1
         stride = stem_stride if stage == 0 else 1
         x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"s{stage}_conv1")(x)
-        x = layers.BatchNormalization(name=f"s{stage}_bn1")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"s{stage}_bn1")(x)
         x = layers.Activation("relu", name=f"s{stage}_relu1")(x)
         conv_name = LAST_CONV if last_stage else f"s{stage}_conv2"
         if stage == 0:
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
         else:
             x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
-        x = layers.BatchNormalization(name=f"s{stage}_bn2")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"s{stage}_bn2")(x)
         x = layers.Activation("relu", name=f"s{stage}_relu2")(x)
         if stage < len(widths) - 2:  # the last two stages share the final (input / 16) grid
             x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)

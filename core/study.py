@@ -8,7 +8,7 @@ are stratified and grouped by patient (scikit-learn `StratifiedGroupKFold`, seed
 interrupted study resumes where it stopped; the summary (mean and standard deviation of AUC and
 accuracy per pair, and the winner by mean AUC) is rewritten after every run.
 
-Model families, all small enough for 2 CPU cores at 64x64:
+Model families, all small enough for 2 CPU cores at 48x48:
 - ``cnn``: a plain CNN;
 - ``cnn_gru``: a CNN whose feature-map rows are read, top to bottom, by a GRU;
 - ``stack3d``: 3D convolutions over a volume of three versions of the preprocessed image
@@ -44,6 +44,7 @@ PREPROCESSINGS: dict[str, list[dict[str, Any]]] = {
     "edges": [{"name": "edges"}],
 }
 FAMILIES = ("cnn", "cnn_gru", "stack3d", "finetuned")
+BN_MOMENTUM = 0.9  # a run is a few hundred steps: Keras' default 0.99 leaves the moving statistics unsettled
 FAMILY_LABELS = {
     "cnn": "plain CNN",
     "cnn_gru": "CNN + GRU over rows",
@@ -58,8 +59,8 @@ class StudyConfig:
 
     data: str
     folds: int = 5
-    size: int = 64
-    epochs: int = 5
+    size: int = 48
+    epochs: int = 4
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0
@@ -113,14 +114,16 @@ def build_family(family: str, size: int, name: str = "study"):
     from core.models import build_classifier
 
     if family in ("cnn", "finetuned"):
-        return build_classifier((size, size, 1), 2, widths=(16, 32, 64, 96), stem_stride=2, name=f"{name}_cnn")
+        return build_classifier(
+            (size, size, 1), 2, widths=(16, 32, 64, 96), stem_stride=2, name=f"{name}_cnn", bn_momentum=BN_MOMENTUM
+        )
     if family == "cnn_gru":
         inputs = keras.Input((size, size, 1), name="image")
         x = inputs
         for stage, width in enumerate((16, 32, 64)):
             stride = 2 if stage == 0 else 1
             x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"s{stage}_conv")(x)
-            x = layers.BatchNormalization(name=f"s{stage}_bn")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"s{stage}_bn")(x)
             x = layers.Activation("relu", name=f"s{stage}_relu" if stage < 2 else "last_conv")(x)
             x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
         rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
@@ -136,11 +139,11 @@ def build_family(family: str, size: int, name: str = "study"):
             x = layers.Conv3D(
                 width, (3, 3, 3), strides=stride, padding="same", use_bias=False, name=f"s{stage}_conv3d"
             )(x)
-            x = layers.BatchNormalization(name=f"s{stage}_bn")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"s{stage}_bn")(x)
             x = layers.Activation("relu", name=f"s{stage}_relu")(x)
             x = layers.MaxPooling3D((1, 2, 2), name=f"s{stage}_pool")(x)
         x = layers.Conv3D(64, (3, 3, 3), padding="same", use_bias=False, name="fuse_conv3d")(x)
-        x = layers.BatchNormalization(name="fuse_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="fuse_bn")(x)
         x = layers.Activation("relu", name="last_conv")(x)
         x = layers.GlobalAveragePooling3D(name="gap")(x)
         x = layers.Dropout(0.3, name="dropout")(x)
@@ -353,8 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="chest_xray/train (NORMAL/ and PNEUMONIA/)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True, help="results JSON (resumed if it exists)")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="use a subset of images (smoke runs)")
     parser.add_argument("--preprocessings", type=str, default=",".join(PREPROCESSINGS))
     parser.add_argument("--families", type=str, default=",".join(FAMILIES))

@@ -9,7 +9,7 @@ from core.cards import list_cards
 from core.data import list_labelled
 from core.evaluate import _mri_patients, evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation
 from core.models import ScanModel
-from tests.helpers import data_path
+from tests.helpers import REPO, data_path
 
 CARDS = list_cards()
 
@@ -65,3 +65,78 @@ def test_ct_infection_on_the_48_test_slices():
     metrics = evaluate_ct(model, slices, progress=False)
     assert metrics["dice_mean"] == pytest.approx(model.card.metrics["test"]["dice_mean"], abs=0.005)
     assert metrics["dice_mean"] >= FLOORS["ct-infection"]
+
+
+@pytest.mark.slow
+@needs("pneumonia-type")
+def test_pneumonia_type_on_the_official_test_set():
+    from core.data import list_pneumonia_types
+
+    model = ScanModel.load("pneumonia-type")
+    samples = list_pneumonia_types(data_path("chest_xray", "test"))
+    metrics = evaluate_classifier(model, samples, progress=False)
+    assert metrics["macro_f1"] == pytest.approx(model.card.metrics["test"]["macro_f1"], abs=0.005)
+    assert metrics["macro_f1"] >= FLOORS["pneumonia-type"]
+
+
+@pytest.mark.slow
+@needs("covid")
+def test_covid_on_its_held_out_part():
+    from core.data import covid_holdout, list_covid
+
+    model = ScanModel.load("covid")
+    samples = covid_holdout(list_covid(data_path("covid_radiography")))[1]
+    assert len(samples) == 800
+    metrics = evaluate_classifier(model, samples, progress=False)
+    measured = model.card.metrics["test"]
+    for key in ("sensitivity", "specificity", "auc"):
+        assert metrics[key] == pytest.approx(measured[key], abs=0.005)
+    assert metrics["sensitivity"] >= FLOORS["covid"] and metrics["specificity"] >= FLOORS["covid"]
+
+
+@pytest.mark.slow
+@needs("gate")
+def test_gate_on_held_out_medical_and_non_medical_images():
+    from core.gate import evaluate_gate
+
+    model = ScanModel.load("gate")
+    metrics = evaluate_gate(model, data_path(), progress=False)
+    measured = model.card.metrics["test"]
+    assert metrics["false_rejection_rate_all_medical"] == pytest.approx(
+        measured["false_rejection_rate_all_medical"], abs=0.002
+    )
+    assert metrics["other"]["rejection_rate"] == pytest.approx(measured["other"]["rejection_rate"], abs=0.005)
+    assert metrics["false_rejection_rate_all_medical"] <= 0.01  # the goal
+    assert metrics["other"]["rejection_rate"] >= FLOORS["gate-other"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / "weights" / "shortcut.json").exists(), reason="no shortcut check committed")
+def test_shortcut_check_is_reproduced():
+    import json
+
+    from core.shortcut import run_check
+
+    committed = json.loads((REPO / "weights" / "shortcut.json").read_text())
+    result = run_check(data_path())
+    for name, entry in committed["models"].items():
+        for group, answers in entry["on_other_source"].items():
+            assert result["models"][name]["on_other_source"][group]["answers"] == answers["answers"]
+
+
+@pytest.mark.skipif(not (REPO / "weights" / "study.json").exists(), reason="no study results committed")
+def test_study_results_are_consistent_with_their_runs():
+    import json
+
+    from core.study import summarise
+
+    study = json.loads((REPO / "weights" / "study.json").read_text())
+    folds = study["config"]["folds"]
+    assert study["summary"] == summarise(study["runs"], folds)
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for run in study["runs"]:
+        pairs.setdefault((run["preprocessing"], run["family"]), []).append(run)
+    for runs in pairs.values():
+        assert len({r["fold"] for r in runs}) == len(runs) <= folds
+        if len(runs) == folds:  # every image held out exactly once
+            assert sum(r["n_test"] for r in runs) == study["n_images"]
