@@ -94,7 +94,13 @@ def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
     (the image fits, or the user asked to see the answer anyway, which is then flagged)."""
     verdict = gate_verdict(image, frame)
     if verdict is None or verdict.fits(expected):
-        if verdict is not None:
+        if verdict is not None and verdict.probabilities[expected] < 0.9:
+            st.warning(
+                verdict.reason(expected) + " The gate is not sure, though: check that the image is what the page "
+                "expects before reading the answer.",
+                icon="❔",
+            )
+        elif verdict is not None:
             st.caption("✅ " + verdict.reason(expected))
         return True
     st.warning(verdict.reason(expected) + " The prediction is withheld.", icon="🚫")
