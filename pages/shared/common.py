@@ -227,6 +227,9 @@ def frame_picker(image: LoadedImage, key: str) -> int:
     return int(st.slider("Frame", 1, image.n_frames, 1, key=key)) - 1
 
 
+SOURCE_WARNING_CONFIDENCE = 0.8  # below this, the source detector's call is shown as unclear, without a warning
+
+
 def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     """Warn when the image looks like the other chest X-ray source (adult vs paediatric) than the model's,
     with what the shortcut check measured for that model on such images."""
@@ -246,6 +249,12 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     confidence = max(p_adult, 1 - p_adult)
     if looks == trained_on:
         st.caption(f"The image looks like the {looks} X-rays this model was trained on (P = {confidence:.0%}).")
+        return
+    if confidence < SOURCE_WARNING_CONFIDENCE:
+        st.caption(
+            f"Children's or adults' X-ray? Unclear (P({looks}) = {confidence:.0%}); this model only saw "
+            f"{trained_on} ones."
+        )
         return
     finding = card.findings.get("shortcut", {}).get("summary", "")
     other = "COVID-19 or normal? (adults)" if trained_on == "paediatric" else "Pneumonia or normal? (children)"
