@@ -270,8 +270,8 @@ def test_each_chest_question_answers_on_a_real_xray(question):
     assert not at.exception, at.exception
     text = all_text(at)
     assert "Model answer" in text and "looks like a chest X-ray" in text
-    if question == "covid":  # a child's X-ray asked the adult question: the shortcut finding is shown
-        assert "looks like a **paediatric** chest X-ray" in text and "Shortcut check" in text
+    if question == "covid":  # a child's X-ray asked the adult question: a warning, unless the detector is unsure
+        assert ("looks like a **paediatric** chest X-ray" in text and "Shortcut check" in text) or "Unclear" in text
 
 
 @pytest.mark.skipif(not (REPO / "weights" / "study.json").exists(), reason="no study results committed")

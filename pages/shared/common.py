@@ -247,14 +247,14 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     p_adult = memo[1]
     looks = "adult" if p_adult >= 0.5 else "paediatric"
     confidence = max(p_adult, 1 - p_adult)
-    if looks == trained_on:
-        st.caption(f"The image looks like the {looks} X-rays this model was trained on (P = {confidence:.0%}).")
-        return
     if confidence < SOURCE_WARNING_CONFIDENCE:
         st.caption(
             f"Children's or adults' X-ray? Unclear (P({looks}) = {confidence:.0%}); this model only saw "
             f"{trained_on} ones."
         )
+        return
+    if looks == trained_on:
+        st.caption(f"The image looks like the {looks} X-rays this model was trained on (P = {confidence:.0%}).")
         return
     finding = card.findings.get("shortcut", {}).get("summary", "")
     other = "COVID-19 or normal? (adults)" if trained_on == "paediatric" else "Pneumonia or normal? (children)"
