@@ -129,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "command": result["command"],
             }
             model.card.save()
+        if "source_detector" in result:
+            backbone = ScanModel.load("chest-backbone", args.weights, verify=False)
+            backbone.card.findings["source_detector"] = {**result["source_detector"], "command": result["command"]}
+            backbone.card.save()
     return 0
 
 

@@ -24,7 +24,8 @@ def describe(n: str) -> str:
     return f"{card.title} ({n}, {role})"
 
 
-name = st.selectbox("Model", list(cards), format_func=describe, key="card_model")
+order = sorted(cards, key=lambda n: (not cards[n].deployed, cards[n].variant == "backbone", n))
+name = st.selectbox("Model", order, format_func=describe, key="card_model")
 card = cards[name]
 st.subheader(card.title)
 st.markdown(card.description)
@@ -79,7 +80,7 @@ if test:
                 height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False,
             )  # fmt: skip
             right.plotly_chart(roc, width="stretch")
-elif card.task == "gate":
+elif card.task in ("gate", "chest-backbone"):
     pass
 else:
     st.info("This model has no held-out test figures yet.")
@@ -94,6 +95,17 @@ if card.task == "gate" and card.metrics.get("test"):
         "non-medical: rejected", f"{gate['other']['rejection_rate']:.1%}", help=f"{gate['other']['n']} images"
     )
     st.json({"medical test images": gate["per_kind"], "non-medical test images": gate["other"]}, expanded=False)
+
+detector = card.findings.get("source_detector")
+if detector:
+    st.markdown("**Used by the app as the source detector** (children's vs adults' X-ray)")
+    st.markdown(
+        f"Accuracy **{detector['accuracy']:.1%}** on the held-out test images of both sets; share called adult: "
+        + ", ".join(
+            f"{group.replace('_', ' ')} {share:.0%}" for group, share in detector["per_group_called_adult"].items()
+        )
+    )
+    st.caption(f"`{detector['command']}`")
 
 shortcut = card.findings.get("shortcut")
 if shortcut:
@@ -121,7 +133,8 @@ if localisation:
         "adult X-rays are outside what it learnt. Read heatmaps as where the network looked, not as lesions."
     )
 
-st.markdown("**Decision rule**")
+if card.threshold is not None or card.mask_threshold is not None or card.calibration_method:
+    st.markdown("**Decision rule**")
 if card.threshold is not None:
     st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
 if card.mask_threshold is not None:
