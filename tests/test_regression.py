@@ -26,9 +26,9 @@ def test_pneumonia_on_the_official_test_set():
     metrics = evaluate_classifier(ScanModel.load("pneumonia"), samples, progress=False)
     measured = CARDS["pneumonia"].metrics["test"]
     assert metrics["accuracy"] == pytest.approx(measured["accuracy"], abs=0.005)  # the card is reproducible
-    # measured 0.880 accuracy, 0.974 AUC (weights/pneumonia.json); floors a little under
-    assert metrics["accuracy"] >= 0.86
-    assert metrics["auc"] >= 0.96
+    # measured 0.897 accuracy, 0.962 AUC (weights/pneumonia.json, the fine-tuned variant); floors a little under
+    assert metrics["accuracy"] >= 0.87
+    assert metrics["auc"] >= 0.95
 
 
 @pytest.mark.slow
@@ -51,7 +51,14 @@ def test_mri_tumour_on_held_out_patients():
     assert metrics["accuracy"] >= FLOORS["mri-tumour"]
 
 
-FLOORS = {"mri-segmentation": 0.66, "mri-tumour": 0.87, "ct-infection": 0.64}  # measured: 0.704, 0.898, 0.686
+FLOORS = {
+    "mri-segmentation": 0.66,  # measured 0.704
+    "mri-tumour": 0.87,  # 0.898
+    "ct-infection": 0.64,  # 0.686
+    "pneumonia-type": 0.77,  # macro-F1 0.7975
+    "covid": 0.92,  # sensitivity 0.9425, specificity 0.96
+    "gate-other": 0.94,  # 0.958 of 1,000 non-medical images rejected
+}
 
 
 @pytest.mark.slow
