@@ -54,13 +54,57 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
     return deployed
 
 
+def transfer_sentence(rows: Sequence[dict]) -> str:
+    """What the scratch vs fine-tuned comparison of one task found, in one sentence (test figures)."""
+    by_variant = {row["variant"]: row for row in rows}
+    scratch, tuned = by_variant.get("scratch"), by_variant.get("fine-tuned")
+    if not scratch or not tuned:
+        return ""
+    keys = [("test_auc", "AUC", "{:.3f}"), ("test_macro_f1", "macro-F1", "{:.3f}"),
+            ("test_accuracy", "accuracy", "{:.1%}"), ("test_specificity", "specificity", "{:.1%}")]  # fmt: skip
+    parts, better, worse = [], 0, 0
+    for key, label, fmt in keys:
+        if scratch.get(key) is None or tuned.get(key) is None:
+            continue
+        parts.append(f"{label} {fmt.format(tuned[key])} vs {fmt.format(scratch[key])}")
+        better += tuned[key] > scratch[key]
+        worse += tuned[key] < scratch[key]
+    verdict = "beat" if better and not worse else "did not beat" if worse and not better else "did not clearly beat"
+    return (
+        f"On the held-out test set the fine-tuned backbone {verdict} training from scratch "
+        f"(fine-tuned vs scratch: {', '.join(parts)}; {tuned['epochs']} vs {scratch['epochs']} epochs)."
+    )
+
+
+def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
+    """Write each task's scratch vs fine-tuned finding into the deployed card of that task."""
+    from core.cards import list_cards, transfer_table
+
+    cards = list_cards(weights_dir)
+    rows = transfer_table(cards)
+    for task in sorted({row["task"] for row in rows}):
+        sentence = transfer_sentence([row for row in rows if row["task"] == task])
+        if sentence and task in cards:
+            cards[task].findings["transfer"] = sentence
+            cards[task].save()
+            print(f"{task}: {sentence}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("candidates", nargs="+", help="model names (cards in weights/) of one task")
+    parser.add_argument("candidates", nargs="*", help="model names (cards in weights/) of one task")
+    parser.add_argument(
+        "--transfer-findings",
+        action="store_true",
+        help="write the scratch vs fine-tuned finding (test figures) into each deployed card",
+    )
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
-    deploy(args.candidates, args.weights)
+    if args.candidates:
+        deploy(args.candidates, args.weights)
+    if args.transfer_findings:
+        write_transfer_findings(args.weights)
     return 0
 
 

@@ -107,6 +107,9 @@ if detector:
     )
     st.caption(f"`{detector['command']}`")
 
+if card.findings.get("transfer"):
+    st.markdown("**Transfer learning** — " + card.findings["transfer"])
+
 shortcut = card.findings.get("shortcut")
 if shortcut:
     st.markdown("**Shortcut check** (images from the other hospital population)")

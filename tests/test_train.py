@@ -148,3 +148,16 @@ def test_pretraining_leaves_out_every_validation_and_test_image():
     assert used.isdisjoint(s.path for s in split_by_patient(development, 0.15, 0)[1])
     assert not any("test" in path.parent.parent.name for path in used)
     assert len(used) > 5000
+
+
+def test_transfer_sentence_says_whether_fine_tuning_won():
+    from core.deploy import transfer_sentence
+
+    scratch = {"variant": "scratch", "epochs": 30, "test_auc": 0.97, "test_accuracy": 0.88, "test_specificity": 0.69}
+    mixed = {"variant": "fine-tuned", "epochs": 8, "test_auc": 0.96, "test_accuracy": 0.90, "test_specificity": 0.76}
+    better = {**mixed, "test_auc": 0.98}
+    assert "did not clearly beat" in transfer_sentence([scratch, mixed])
+    assert "backbone beat" in transfer_sentence([scratch, better]) and "8 vs 30 epochs" in transfer_sentence(
+        [scratch, better]
+    )
+    assert transfer_sentence([scratch]) == ""
