@@ -392,9 +392,9 @@ def train_gate(
     probabilities = softmax(logits, temperature)
     card.training = {"epochs": epochs, "batch_size": batch_size, "seed": seed,
                      "seconds": round(time.time() - started, 1)}  # fmt: skip
-    card.metrics = {"calibration_split": multiclass_metrics(y_val, probabilities, GATE_CLASSES)}
+    card.metrics = {"validation": multiclass_metrics(y_val, probabilities, GATE_CLASSES)}
     card.save(Path(out_dir) / "gate.json")
-    log(f"saved {weights_path}; held-back accuracy {card.metrics['calibration_split']['accuracy']:.4f}")
+    log(f"saved {weights_path}; held-back accuracy {card.metrics['validation']['accuracy']:.4f}")
     return card
 
 

@@ -147,7 +147,17 @@ def pretrain_backbone(
         "seconds": round(time.time() - started, 1),
         "history": history,
     }
-    card.metrics = {"left_out_macro_f1": history[-1]["val_macro_f1"] if history else None}
+    card.threshold_method = (
+        "argmax over the five groups; the app uses P(adult) = P(adult normal) + P(adult COVID) >= 0.5 as its "
+        "source check (see core/shortcut.py)"
+    )
+    card.metrics = {
+        "validation": {
+            "n": len(validation),
+            "macro_f1": history[-1]["val_macro_f1"] if history else None,
+            "used_for": "logging only: the epoch count was fixed in advance",
+        }
+    }
     card.save(out_dir / f"{name}.json")
     log(f"saved {weights_path} and its card")
     return card
