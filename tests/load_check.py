@@ -35,6 +35,7 @@ def rss_mb(pid: int) -> float:
 async def one_session(browser, port: int, file: Path, number: int, timeout_ms: int) -> dict:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
+    page.set_default_timeout(timeout_ms)  # every action, not only the waits: 20 browsers share the same CPUs
     result: dict = {"session": number}
     try:
         await page.goto(f"http://127.0.0.1:{port}/upload", wait_until="networkidle", timeout=timeout_ms)
