@@ -84,3 +84,28 @@ def test_study_runs_writes_after_each_run_and_resumes(tmp_path):
     other = StudyConfig(data=str(data), folds=3, size=32, epochs=1, preprocessings=("none",), families=("cnn",))
     with pytest.raises(SystemExit):
         run_study(other, out, log=lambda _: None, progress=False)
+
+
+@pytest.mark.parametrize(("stride", "depth_padding"), [(1, "same"), (2, "same"), (1, "valid")])
+def test_conv3d_written_with_2d_convolutions_equals_keras_conv3d(stride, depth_padding):
+    import keras
+    from keras import layers
+
+    from core.study import conv3d
+
+    volume = np.random.default_rng(0).random((2, 3, 12, 12, 2)).astype(np.float32)
+    inputs = keras.Input((3, 12, 12, 2))
+    ours = keras.Model(inputs, conv3d(inputs, 4, stride=stride, depth_padding=depth_padding, name="c3"))
+    kernel = np.random.default_rng(1).normal(size=(3, 3, 3, 2, 4)).astype(np.float32)  # (depth, h, w, in, out)
+    ours.get_layer("c3").set_weights([kernel.transpose(1, 2, 0, 3, 4).reshape(3, 3, 6, 4)])
+    reference = layers.Conv3D(4, 3, strides=(1, stride, stride), padding=depth_padding, use_bias=False)
+    if depth_padding == "valid":  # valid in depth only: pad height and width by hand, drop the depth axis
+        padded = np.pad(volume, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+        reference.build(padded.shape)
+        reference.set_weights([kernel])
+        expected = reference(padded)[:, 0]
+    else:
+        reference.build(volume.shape)
+        reference.set_weights([kernel])
+        expected = reference(volume)
+    np.testing.assert_allclose(ours(volume), expected, atol=1e-4)
