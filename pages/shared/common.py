@@ -173,6 +173,8 @@ def test_figures(card: ModelCard) -> list[tuple[str, str]]:
     ]
     if card.task == "segmentation":
         layout = [row for row in layout if row[1] not in ("accuracy", "auc")]
+    if test.get("n_patients") == test.get("n") and card.task == "covid":  # no patient ids in that set
+        layout = [row for row in layout if row[1] != "n_patients"]
     return [(label, fmt.format(test[key])) for label, key, fmt in layout if test.get(key) is not None]
 
 
