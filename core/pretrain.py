@@ -68,7 +68,7 @@ def pretrain_backbone(
     import keras
     import tensorflow as tf
 
-    from core.train import _augmenter, chest_preprocessing
+    from core.train import augmented_batches, chest_preprocessing
 
     keras.utils.set_random_seed(seed)
     started = time.time()
@@ -105,14 +105,7 @@ def pretrain_backbone(
     model = build_classifier((size, size, 1), len(PRETEXT_CLASSES), widths=tuple(widths), name="chest_backbone")
     steps = int(np.ceil(len(x_train) / batch_size))
     compile_cosine(model, learning_rate, steps, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    augment = _augmenter(seed)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = augmented_batches(x_train, y_train, batch_size, seed)
     forward = tf.function(lambda x: model(x, training=False))
     history: list[dict[str, float]] = []
 

@@ -128,6 +128,22 @@ def _augmenter(seed: int):
     )
 
 
+def augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """Shuffled training batches with light geometric and contrast augmentation, clipped to [0, 1]."""
+    import tensorflow as tf
+
+    augment = _augmenter(seed)
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(
+            lambda a, b: (tf.clip_by_value(augment(a, training=True), 0.0, 1.0), b), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
 def train_classifier(
     task_name: str,
     data_dir: Path,
@@ -206,16 +222,7 @@ def train_classifier(
     )
     log(f"model: {model.count_params():,} parameters, input {size}x{size}x1")
 
-    augment = _augmenter(seed)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(
-            lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = augmented_batches(x_train, y_train, batch_size, seed)
 
     forward = tf.function(lambda x: model(x, training=False))
 

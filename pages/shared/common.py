@@ -76,17 +76,22 @@ def model_cards() -> dict[str, ModelCard]:
     return {name: card for name, card in all_model_cards().items() if card.deployed}
 
 
+def per_upload(slot: str, frame: int, compute):
+    """`compute()` once per upload and frame, kept in the session under `slot` (cleared with the upload)."""
+    upload = current_upload()
+    key = (upload.key if upload else "", frame)
+    memo = st.session_state.get(slot)
+    if memo is None or memo[0] != key:
+        memo = (key, compute())
+        st.session_state[slot] = memo
+    return memo[1]
+
+
 def gate_verdict(image: LoadedImage, frame: int = 0) -> GateVerdict | None:
     """What the out-of-distribution gate makes of the image (memoised per upload and frame); None without a gate."""
     if "gate" not in all_model_cards():
         return None
-    upload = current_upload()
-    key = (upload.key if upload else "", frame)
-    memo = st.session_state.get("gate")
-    if memo is None or memo[0] != key:
-        memo = (key, check_image(get_model("gate"), image, frame))
-        st.session_state["gate"] = memo
-    return memo[1]
+    return per_upload("gate", frame, lambda: check_image(get_model("gate"), image, frame))
 
 
 def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
@@ -240,13 +245,7 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     trained_on = SOURCE_OF_MODEL.get(card.task)
     if trained_on is None or "chest-backbone" not in all_model_cards():
         return
-    upload = current_upload()
-    key = (upload.key if upload else "", frame)
-    memo = st.session_state.get("source")
-    if memo is None or memo[0] != key:
-        memo = (key, adult_probability(get_model("chest-backbone"), image, frame))
-        st.session_state["source"] = memo
-    p_adult = memo[1]
+    p_adult = per_upload("source", frame, lambda: adult_probability(get_model("chest-backbone"), image, frame))
     looks = "adult" if p_adult >= 0.5 else "paediatric"
     confidence = max(p_adult, 1 - p_adult)
     if confidence < SOURCE_WARNING_CONFIDENCE:
