@@ -71,8 +71,10 @@ def predict_uploads(
     model: ScanModel,
     batch_size: int = 32,
     on_progress: Callable[[int], None] | None = None,
+    gate: ScanModel | None = None,
 ) -> list[BatchRow]:
-    """Rows for (name, read-bytes) pairs, in order; images are predicted in batches."""
+    """Rows for (name, read-bytes) pairs, in order; images are predicted in batches. With the `gate`
+    model, an image that is not the kind the model knows is flagged (the batch still predicts it)."""
     rows: list[BatchRow] = []
     pending: list[tuple[BatchRow, np.ndarray]] = []
 
@@ -93,7 +95,15 @@ def predict_uploads(
         try:
             image = load_image(read(), Path(name).name)
             row.modality = image.modality or image.source_format.upper()
-            row.flags = "; ".join(header_flags(image, model))
+            flags = header_flags(image, model)
+            if gate is not None:
+                from core.gate import GATE_LABELS, check_image
+
+                verdict = check_image(gate, image)
+                if not verdict.fits(model.card.modality):
+                    kind = "none of the kinds the models know" if verdict.kind == "other" else GATE_LABELS[verdict.kind]
+                    flags.insert(0, f"gate: looks like {kind}, answer not meaningful")
+            row.flags = "; ".join(flags)
             pending.append((row, model.prepare(image)))
         except ScanSightError as error:
             row.error = str(error)
@@ -108,14 +118,14 @@ def predict_uploads(
 
 
 def predict_files(
-    files: Sequence[Path], model: ScanModel, batch_size: int = 32, progress: bool = True
+    files: Sequence[Path], model: ScanModel, batch_size: int = 32, progress: bool = True, gate: ScanModel | None = None
 ) -> list[BatchRow]:
     """Rows for files on disk, with a progress bar; unreadable files get a note on stderr."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(files), disable=not progress, desc="predicting", unit="file")
     uploads = [(str(path), lambda path=path: Path(path).read_bytes()) for path in files]
-    rows = predict_uploads(uploads, model, batch_size, on_progress=lambda done: bar.update(done - bar.n))
+    rows = predict_uploads(uploads, model, batch_size, on_progress=lambda done: bar.update(done - bar.n), gate=gate)
     bar.close()
     for row in rows:
         if row.error:
@@ -164,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=None, help="write the table here (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="folder of models and cards")
+    parser.add_argument("--no-gate", action="store_true", help="do not flag images the gate says are another kind")
     args = parser.parse_args(argv)
     try:
         model = ScanModel.load(args.task, args.weights)
@@ -174,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")
-    rows = predict_files(files, model, args.batch_size)
+    gate = None
+    if not args.no_gate and (Path(args.weights) / "gate.json").exists():
+        gate = ScanModel.load("gate", args.weights)
+    rows = predict_files(files, model, args.batch_size, gate=gate)
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             write_csv(rows, handle)

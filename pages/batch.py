@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import ScanSightError
 from core.predict import COLUMNS, predict_uploads, unzip_in_memory, write_csv
-from pages.shared.common import get_model, model_cards, page_setup, run_guarded, show_error
+from pages.shared.common import all_model_cards, get_model, model_cards, page_setup, run_guarded, show_error
 
 page_setup("Batch")
 st.title("🗂️ Batch")
@@ -43,6 +43,7 @@ if st.session_state.get("batch_key") != key:
         [(n, lambda d=d: d) for n, d in uploads],
         model,
         on_progress=lambda done: bar.progress(done / len(uploads), text=f"{done} / {len(uploads)} files"),
+        gate=get_model("gate") if "gate" in all_model_cards() else None,
     )
     bar.empty()
     st.session_state["batch_key"], st.session_state["batch_rows"] = key, rows

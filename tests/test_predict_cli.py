@@ -32,3 +32,28 @@ def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "broken.png" in err and "4 files, 2 predicted, 2 could not be read" in err
     assert "Traceback" not in err
+
+
+def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
+    import shutil
+
+    import pytest
+    import skimage
+
+    from core.cards import WEIGHTS_DIR, list_cards
+
+    if "gate" not in list_cards():
+        pytest.skip("no committed gate model in weights/")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_model(weights, name="pneumonia")
+    for suffix in (".keras", ".json"):
+        shutil.copy(WEIGHTS_DIR / f"gate{suffix}", weights / f"gate{suffix}")
+    photo = tmp_path / "coffee.png"
+    shutil.copy(f"{skimage.__path__[0]}/data/coffee.png", photo)
+    out = tmp_path / "out.csv"
+    assert predict.main([str(photo), "--weights", str(weights), "--csv", str(out)]) == 0
+    row = next(csv.DictReader(out.open()))
+    assert row["flags"].startswith("gate: looks like none of the kinds") and row["label"]
+    assert predict.main([str(photo), "--weights", str(weights), "--csv", str(out), "--no-gate"]) == 0
+    assert "gate" not in next(csv.DictReader(out.open()))["flags"]
