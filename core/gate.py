@@ -94,12 +94,11 @@ class GateVerdict:
 def gate_input(pixels: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, C) in [0, 1] -> (64, 64, 3) float32: grey repeated, alpha dropped, area resize."""
     pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim == 3 and pixels.shape[-1] < 3:  # grey, or grey + alpha
+        pixels = pixels[..., 0]
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., np.newaxis], 3, axis=-1)
-    elif pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    else:
-        pixels = pixels[..., :3]
+    pixels = pixels[..., :3]
     resized = cv2.resize(pixels, (GATE_SIZE, GATE_SIZE), interpolation=cv2.INTER_AREA)
     return np.clip(resized, 0, 1).astype(np.float32)
 

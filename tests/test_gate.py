@@ -21,7 +21,7 @@ from core.loading import load_image
 from tests.helpers import data_path
 
 
-@pytest.mark.parametrize("shape", [(50, 70), (300, 200, 1), (64, 64, 3), (40, 90, 4)])
+@pytest.mark.parametrize("shape", [(50, 70), (300, 200, 1), (20, 20, 2), (64, 64, 3), (40, 90, 4)])
 def test_gate_input_is_64x64_rgb_in_unit_range(shape):
     pixels = np.random.default_rng(0).random(shape).astype(np.float32)
     prepared = gate_input(pixels)
