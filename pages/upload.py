@@ -8,6 +8,7 @@ from pages.shared.common import (
     clear_upload,
     current_upload,
     frame_picker,
+    gate_verdict,
     loaded_image,
     page_setup,
     sample_images,
@@ -72,5 +73,21 @@ with right:
         st.caption(f"This DICOM file holds {len(image.patient)} patient-identifying fields; they are hidden.")
         if st.toggle("Show patient fields", value=False, key="show_patient"):
             st.table({"field": list(image.patient), "value": list(image.patient.values())})
-    st.page_link("pages/prediction.py", label="Chest X-ray prediction", icon="🔎")
-    st.page_link("pages/mri.py", label="Brain MRI segmentation", icon="🧠")
+    verdict = gate_verdict(image, frame)
+    if verdict is not None:
+        probability = verdict.probabilities[verdict.kind]
+        st.markdown(
+            f"**Looks like:** {verdict.label} (gate {probability:.0%})"
+            if verdict.accepted
+            else "**Looks like:** none of the images the models know (chest X-ray, brain MRI slice, CT slice)"
+        )
+    order = {"chest-xray": 0, "brain-mri": 1, "ct": 2}
+    links = [
+        ("chest-xray", "pages/prediction.py", "Chest X-ray prediction", "🔎"),
+        ("brain-mri", "pages/mri.py", "Brain MRI segmentation", "🧠"),
+        ("ct", "pages/ct.py", "CT lung infection", "🫁"),
+    ]
+    if verdict is not None and verdict.accepted:  # the page that fits first
+        order[verdict.kind] = -1
+    for _, page, label, icon in sorted(links, key=lambda link: order[link[0]]):
+        st.page_link(page, label=label, icon=icon)

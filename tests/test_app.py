@@ -253,7 +253,9 @@ def natural_photo() -> bytes:
 @pytest.mark.skipif("gate" not in list_cards(), reason="no committed gate model in weights/")
 @pytest.mark.parametrize("page", ["pages/prediction.py", "pages/mri.py", "pages/ct.py"])
 def test_the_gate_withholds_predictions_for_a_photo_until_asked(page):
-    at = visit(upload(start(), "coffee.png", natural_photo()), page)
+    at = upload(start(), "coffee.png", natural_photo())
+    assert "Looks like:** none of the images the models know" in all_text(at)
+    at = visit(at, page)
     text = all_text(at)
     assert "does not look like a chest X-ray, a brain MRI slice or a CT slice" in text
     assert "withheld" in text and "Model answer" not in text and not at.get("plotly_chart")
