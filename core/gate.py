@@ -114,11 +114,9 @@ def verdict_from_probabilities(probabilities: np.ndarray, threshold: float = ACC
 
 def check_image(model, image: LoadedImage | np.ndarray, frame: int = 0) -> GateVerdict:
     """Run the gate (a `ScanModel` of task 'gate') on one image."""
-    from core.models import softmax
-
     pixels = image.frame(frame) if isinstance(image, LoadedImage) else image
-    logits = model.logits(gate_input(pixels)[np.newaxis])[0]
-    return verdict_from_probabilities(softmax(logits, model.card.temperature), model.card.threshold or 0.5)
+    probabilities = model.probabilities(gate_input(pixels)[np.newaxis])[0]
+    return verdict_from_probabilities(probabilities, model.card.threshold or ACCEPT_PROBABILITY)
 
 
 # ----------------------------------------------------------------------------- data
@@ -408,7 +406,7 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
         verdicts = {}
         for start in tqdm(range(0, len(loaders), 64), desc=kind, disable=not progress):
             batch = np.stack([gate_input(load()) for load in loaders[start : start + 64]])
-            for probs in _probabilities(model, batch):
+            for probs in model.probabilities(batch):
                 verdict = verdict_from_probabilities(probs, model.card.threshold or ACCEPT_PROBABILITY)
                 verdicts[verdict.kind] = verdicts.get(verdict.kind, 0) + 1
         wrong = len(loaders) - verdicts.get(kind, 0)
@@ -422,16 +420,10 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
     out["false_rejection_rate_all_medical"] = rejected_total / max(n_total, 1)
     others = np.stack([gate_input(image) for image in other_images("test", n_other, seed + 99)])
     threshold = model.card.threshold or ACCEPT_PROBABILITY
-    kinds = [verdict_from_probabilities(p, threshold).kind for p in _probabilities(model, others)]
+    kinds = [verdict_from_probabilities(p, threshold).kind for p in model.probabilities(others)]
     out["other"] = {
         "n": n_other,
         "verdicts": {kind: kinds.count(kind) for kind in GATE_CLASSES if kinds.count(kind)},
         "rejection_rate": kinds.count("other") / n_other,
     }
     return out
-
-
-def _probabilities(model, batch: np.ndarray) -> np.ndarray:
-    from core.models import softmax
-
-    return softmax(model.logits(batch), model.card.temperature)

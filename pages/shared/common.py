@@ -65,9 +65,11 @@ def get_model(name: str) -> ScanModel:
     return ScanModel.load(name)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def all_model_cards() -> dict[str, ModelCard]:
-    """Every card in weights/, including the gate, the backbone and compared variants."""
+    """Every card in weights/, including the gate, the backbone and compared variants. Read once per
+    process and shared read-only (cache_data would unpickle a fresh copy on each of the several calls
+    a page makes per rerun)."""
     return available_models()
 
 
