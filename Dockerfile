@@ -14,7 +14,8 @@ COPY --chown=user weights ./weights
 COPY --chown=user .streamlit ./.streamlit
 
 USER user
-ENV HOME=/home/user PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+# TensorFlow runtime: the same values as core/runtime.py (oneDNN off: no heap corruption on AVX-512 CPUs).
+ENV HOME=/home/user PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=0
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4)"

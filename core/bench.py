@@ -124,6 +124,64 @@ def time_full_chest_path(models: dict[str, Any], repeats: int) -> dict[str, Any]
     return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
 
 
+def load_everything() -> int:
+    """In a model worker: load every committed model (what a long-running server ends up holding)."""
+    from core.inference import resident_model
+    from core.models import available_models
+
+    for name in available_models():
+        resident_model(name)
+    return os.getpid()
+
+
+def process_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
+    """What the Prediction page does for one upload since issue 11: decode in the decoding process, then the
+    gate, the source check, predict and Grad-CAM in the model process, and the overlay here."""
+    from core import inference
+    from core.explain import overlay
+    from core.loading import load_image
+    from core.worker import WorkerPool
+
+    name, data = sample_upload("chest-xray")
+    decoder, models = WorkerPool("decoder"), WorkerPool("model")
+    try:
+        models.call(load_everything)
+
+        def once() -> None:
+            image = decoder.call(load_image, data, name)
+            pixels = image.frame(0)
+            models.call(inference.gate_check, pixels)
+            models.call(inference.adult_probability, pixels)
+            _, cam = models.call(inference.classify_and_explain, "pneumonia", pixels)
+            overlay(pixels, cam)
+
+        for _ in range(3):
+            once()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            once()
+            samples.append(time.perf_counter() - start)
+        worker_mb = process_rss_mb(models.pids()[0])
+        decoder_mb = process_rss_mb(decoder.pids()[0])
+    finally:
+        decoder.close()
+        models.close()
+    what = "decode (decoding process) + gate + source check + predict + Grad-CAM (model process) + overlay"
+    return {
+        **percentiles(samples), "measures": what, "input": name, "repeats": repeats,
+        "model_process_rss_mb_all_models": round(worker_mb, 1), "decoding_process_rss_mb": round(decoder_mb, 1),
+    }  # fmt: skip
+
+
 def batch_throughput(model, n: int = 256, batch_size: int = 64) -> float:
     from core.data import list_labelled
     from core.loading import load_image
@@ -140,8 +198,9 @@ def batch_throughput(model, n: int = 256, batch_size: int = 64) -> float:
     return len(payloads) / (time.perf_counter() - start)
 
 
-def cold_start(timeout: float = 60.0) -> float | None:
-    """Seconds from `streamlit run app.py` until the health endpoint and the first page answer."""
+def cold_start(timeout: float = 60.0) -> tuple[float | None, float | None]:
+    """Seconds from `streamlit run app.py` until the health endpoint and the first page answer, and the
+    server's resident memory then (MB)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -157,10 +216,11 @@ def cold_start(timeout: float = 60.0) -> float | None:
                 for path in ("/_stcore/health", "/"):
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
                         reply.read()
-                return time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                return seconds, round(process_rss_mb(process.pid), 1)
             except OSError:
                 time.sleep(0.1)
-        return None
+        return None, None
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -171,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--no-cold-start", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="also decode core.memory_check's hostile files")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {
@@ -192,17 +253,35 @@ def main(argv: list[str] | None = None) -> int:
     result["models"] = {name: time_model(model, args.repeats) for name, model in models.items() if model.card.deployed}
     if "gate" in models and "pneumonia" in models:
         result["models"]["pneumonia, full page path"] = time_full_chest_path(models, args.repeats)
+        through = time_page_path_through_worker(args.repeats)
+        result["models"]["pneumonia, page path via workers"] = through
     result["rss_mb"] = round(rss_mb(), 1)
     if "pneumonia" in models:
         result["batch_images_per_s"] = round(batch_throughput(models["pneumonia"]), 1)
     if not args.no_cold_start:
-        seconds = cold_start()
+        seconds, server_mb = cold_start()
         result["cold_start_s"] = None if seconds is None else round(seconds, 2)
+        result["app_server_rss_mb_idle"] = server_mb
+    if "pneumonia, page path via workers" in result["models"]:
+        row = result["models"]["pneumonia, page path via workers"]
+        result["app_total_rss_mb_all_models"] = round(
+            (result.get("app_server_rss_mb_idle") or 0) + row["model_process_rss_mb_all_models"]
+            + row["decoding_process_rss_mb"], 1,
+        )  # fmt: skip
+    if args.memory:
+        from core.memory_check import run as memory_run
+
+        result["upload_memory_mb"] = memory_run()
+    from core.runtime import cpu_model, in_effect
+
+    result["cpu"] = cpu_model()
+    result["tf_runtime"] = in_effect()
 
     print(f"{'model':<20}{'p50 ms':>10}{'p95 ms':>10}  what")
     for name, row in result["models"].items():
         print(f"{name:<20}{row['p50_ms']:>10}{row['p95_ms']:>10}  {row['measures']}")
-    for key in ("tensorflow_import_s", "rss_mb", "batch_images_per_s", "cold_start_s"):
+    for key in ("tensorflow_import_s", "rss_mb", "batch_images_per_s", "cold_start_s", "app_server_rss_mb_idle",
+                "app_total_rss_mb_all_models"):  # fmt: skip
         if key in result:
             print(f"{key:<20}{result[key]:>10}")
     if args.out:

@@ -11,9 +11,9 @@ from pydicom.multival import MultiValue
 from core.errors import CorruptImageError, ImageTooLargeError, UnsupportedFileError
 from core.loading import (
     DECODER_ERRORS,
+    MAX_DECODED_VALUES,
     MAX_FRAMES,
     MAX_PIXELS,
-    MAX_TOTAL_PIXELS,
     PATIENT_FIELDS,
     TECHNICAL_FIELDS,
     LoadedImage,
@@ -36,7 +36,10 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+            if data[:4] == b"DICM":  # written without its 128-byte preamble
+                data = bytes(128) + data
+            # Elements over 1 MB (the pixel data) are read only when used, after the size checks below.
+            dataset = pydicom.dcmread(io.BytesIO(data), force=True, defer_size="1 MB")
     except (InvalidDicomError, *DECODER_ERRORS) as error:
         raise CorruptImageError(f"The DICOM file could not be read; it looks damaged or truncated ({error}).") from None
     truncated = any("end of file" in str(warning.message).lower() for warning in caught)
@@ -56,10 +59,11 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
         samples = max(1, int(dataset.get("SamplesPerPixel", 1) or 1))
     except DECODER_ERRORS as error:
         raise CorruptImageError(f"The DICOM header has invalid image dimensions ({error}).") from None
-    if rows * columns * n_frames * samples > MAX_TOTAL_PIXELS:
+    used_frames = n_frames if all_frames else 1
+    if rows * columns * used_frames * samples > MAX_DECODED_VALUES:
         raise ImageTooLargeError(
-            f"The DICOM file holds {n_frames} frame(s) of {columns} x {rows} pixels: more than ScanSight reads "
-            f"({MAX_TOTAL_PIXELS / 1e6:.0f} megapixels in all)."
+            f"The DICOM file holds {n_frames} frame(s) of {columns} x {rows} pixels ({samples} sample(s) each): "
+            f"more than ScanSight decodes ({MAX_DECODED_VALUES / 1e6:.0f} million values in all)."
         )
     if rows * columns > MAX_PIXELS:
         raise ImageTooLargeError(
@@ -69,7 +73,21 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
     if n_frames > MAX_FRAMES:
         raise ImageTooLargeError(f"The DICOM file has {n_frames} frames; ScanSight reads up to {MAX_FRAMES}.")
 
-    pixels = _decode_pixels(dataset)
+    photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR" and "RedPaletteColorLookupTableDescriptor" not in dataset:
+        raise CorruptImageError(
+            "This DICOM image is PALETTE COLOR but its colour table (the palette lookup tables) is missing, "
+            "so its colours cannot be known."
+        )
+    pixels = _decode_pixels(dataset, used_frames)
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            pixels = apply_color_lut(pixels, dataset)
+        except DECODER_ERRORS as error:
+            raise CorruptImageError(f"The DICOM palette colour table could not be applied ({error}).") from None
+        dataset.SamplesPerPixel = 3
     try:
         frames = _to_frames(dataset, pixels, n_frames, all_frames, window)
     except DECODER_ERRORS as error:
@@ -96,7 +114,10 @@ def _to_frames(dataset, pixels: np.ndarray, n_frames: int, all_frames: bool, win
             pixels = pixels[np.newaxis]
         if not all_frames:
             pixels = pixels[:1]
-        return np.stack([_grey_frame(dataset, frame, index, window) for index, frame in enumerate(pixels)])
+        out = np.empty(pixels.shape[:3], dtype=np.float32)  # filled frame by frame: no second full copy
+        for index, frame in enumerate(pixels):
+            out[index] = _grey_frame(dataset, frame, index, window)
+        return out
     else:
         if n_frames == 1 and pixels.ndim == 3:
             pixels = pixels[np.newaxis]
@@ -105,10 +126,16 @@ def _to_frames(dataset, pixels: np.ndarray, n_frames: int, all_frames: bool, win
         return rescale_to_unit(pixels.astype(np.float32))
 
 
-def _decode_pixels(dataset) -> np.ndarray:
+def _decode_pixels(dataset, used_frames: int) -> np.ndarray:
+    """The pixel data: only the first frame when only that one is used."""
+    from pydicom.pixels import pixel_array
+
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
     syntax_name = getattr(syntax, "name", str(syntax or "unknown"))
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
     try:
+        if used_frames == 1 and frames > 1:
+            return np.asarray(pixel_array(dataset, index=0))[np.newaxis]
         return np.asarray(dataset.pixel_array)
     except NotImplementedError:
         raise UnsupportedFileError(
@@ -117,13 +144,23 @@ def _decode_pixels(dataset) -> np.ndarray:
         ) from None
     except DECODER_ERRORS as error:
         message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        if "plugin" in message.lower() or "no available" in message.lower():
+        if not _decoder_available(syntax):
             raise UnsupportedFileError(
                 f"This DICOM file is compressed as '{syntax_name}' and no installed decoder reads it."
             ) from None
         raise CorruptImageError(
             f"The DICOM pixel data could not be decoded; the file looks damaged or truncated ({message})."
         ) from None
+
+
+def _decoder_available(syntax) -> bool:
+    """Whether an installed plugin decodes this transfer syntax (else damaged data is not 'unsupported')."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(syntax) and bool(get_decoder(syntax).is_available)
+    except (NotImplementedError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _grey_frame(dataset, frame: np.ndarray, index: int, window: tuple[float, float] | None) -> np.ndarray:

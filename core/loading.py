@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from core.errors import (
     CorruptImageError,
@@ -42,8 +42,11 @@ DECODER_ERRORS = (
 )
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
-MAX_PIXELS = 50_000_000  # per frame; a 7,000 x 7,000 scan still loads
-MAX_TOTAL_PIXELS = 200_000_000  # all frames together
+MAX_PIXELS = 50_000_000  # per frame; a 7,000 x 7,000 grey scan still loads
+#: Values decoded from one file, all frames and channels together (float32: 256 MB). Checked from the headers
+#: before anything is decoded, so one upload's decoding stays far below 1.5 GB.
+MAX_DECODED_VALUES = 64 * 1024 * 1024
+MAX_TOTAL_PIXELS = MAX_DECODED_VALUES  # kept for callers that speak in pixels
 MAX_FRAMES = 512
 MIN_SIDE = 16
 
@@ -147,6 +150,31 @@ def sniff_format(data: bytes) -> str:
     return "unknown"
 
 
+def read_capped(path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A file's bytes, for the CLIs: only regular files (a device such as /dev/zero, a FIFO or a socket is
+    refused before it is opened), and never more than `limit` + 1 bytes read."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsupportedFileError(
+                "This is not a regular file (a device, a pipe or a folder); ScanSight reads files."
+            )
+        if info.st_size > limit:
+            raise ImageTooLargeError(
+                f"The file is {info.st_size / 1e6:.0f} MB; ScanSight reads files up to {limit / 1e6:.0f} MB."
+            )
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise UnsupportedFileError(f"The file cannot be read ({error.strerror or type(error).__name__}).") from None
+    if len(data) > limit:
+        raise ImageTooLargeError(f"The file is over {limit / 1e6:.0f} MB; ScanSight reads files up to that size.")
+    return data
+
+
 def load_image(data: bytes, file_name: str = "", all_frames: bool = True) -> LoadedImage:
     """Decode `data` (the upload's bytes) into a `LoadedImage`. Raises a `ScanSightError` subclass."""
     file_name = file_name or ""
@@ -200,76 +228,162 @@ def _check_size(height: int, width: int) -> None:
 
 
 def _load_raster(data: bytes, kind: str, all_frames: bool) -> LoadedImage:
+    """PNG, JPEG or TIFF: every page's size is read from the headers and checked before any pixel is
+    decoded; only the pages that are used (those of the first page's size) are decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            pil = Image.open(io.BytesIO(data))
-            width, height = pil.size
-            _check_size(height, width)
-            pages, total = [], 0
-            for index, page in enumerate(ImageSequence.Iterator(pil)):
-                if index >= (MAX_FRAMES if all_frames else 1):
-                    break
-                width, height = page.size  # every page is checked before it is decoded, not just the first
-                _check_size(height, width)
-                total += width * height
-                if total > MAX_TOTAL_PIXELS:
-                    raise ImageTooLargeError(
-                        f"The file's pages hold more than {MAX_TOTAL_PIXELS / 1e6:.0f} megapixels in all."
-                    )
-                pages.append(_pil_to_float(page))
+            try:
+                pil = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                if kind != "tiff":
+                    raise
+                return _load_tiff_with_tifffile(data, all_frames)  # float, half-float or many-channel TIFF
+            headers = []
+            for index in range(min(getattr(pil, "n_frames", 1), MAX_FRAMES if all_frames else 1)):
+                pil.seek(index)  # reads the page's header only
+                width, height = pil.size
+                headers.append(((height, width), pil.mode not in GREY_MODES))
+            used = plan_pages(headers)
+            pages = []
+            for index in used:
+                pil.seek(index)
+                pages.append(_pil_to_float(pil))
     except (ImageTooLargeError, UnsupportedFileError):
         raise
     except MemoryError:
         raise ImageTooLargeError("The image is too large to decode in the memory available.") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLargeError(f"The image is too large to decode safely ({error}).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(
+            f"The image is too large: its header declares far more pixels than ScanSight reads "
+            f"({MAX_PIXELS / 1e6:.0f} megapixels at most)."
+        ) from None
     except Exception as error:  # any other decoder failure on damaged bytes: Pillow raises many kinds
         raise CorruptImageError(
             f"The {kind.upper()} file could not be decoded; it looks damaged or truncated ({_short(error)})."
         ) from None
-    shapes = {page.shape for page in pages}
-    if len(shapes) > 1:
-        pages = pages[:1]  # pages of different sizes: keep the first
     return LoadedImage(frames=np.stack(pages), source_format=kind)
 
 
+#: PIL modes that decode to one value per pixel.
+GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "LA", "La")
+
+
+def plan_pages(headers: list[tuple[tuple[int, int], bool]]) -> list[int]:
+    """Which pages to decode, from their header sizes alone: (height, width), colour? per page. The first page
+    decides the size (pages of another size are skipped, never decoded); raises when the first page or the
+    pages used would decode to more than the limits allow."""
+    if not headers:
+        raise CorruptImageError("The file holds no image page.")
+    (height, width), _ = headers[0]
+    _check_size(height, width)
+    used, values = [], 0
+    for index, (size, colour) in enumerate(headers):
+        if size != (height, width):
+            continue
+        values += height * width * (3 if colour else 1)
+        if values > MAX_DECODED_VALUES:
+            raise ImageTooLargeError(
+                f"The file's images would take {values / 1e6:.0f}+ million values once decoded"
+                f"{f' ({len(headers)} pages of {width} x {height})' if len(headers) > 1 else ''}; ScanSight decodes "
+                f"up to {MAX_DECODED_VALUES / 1e6:.0f} million ({MAX_DECODED_VALUES * 4 / 2**20:.0f} MB)."
+            )
+        used.append(index)
+    return used
+
+
+def _load_tiff_with_tifffile(data: bytes, all_frames: bool) -> LoadedImage:
+    """TIFFs that Pillow does not read: 16/32/64-bit float samples, more than 4 channels. Headers first, as above."""
+    import tifffile
+
+    try:
+        tiff = tifffile.TiffFile(io.BytesIO(data))
+        pages = list(tiff.pages[: MAX_FRAMES if all_frames else 1])
+        headers = []
+        for page in pages:
+            height, width, channels = _tiff_geometry(page)
+            headers.append(((height, width), channels >= 3))
+        used = plan_pages(headers)
+        frames = [_tiff_page_to_float(pages[index]) for index in used]
+    except (ImageTooLargeError, UnsupportedFileError, CorruptImageError):
+        raise
+    except MemoryError:
+        raise ImageTooLargeError("The image is too large to decode in the memory available.") from None
+    except Exception as error:
+        raise CorruptImageError(f"The TIFF file could not be decoded; it looks damaged ({_short(error)}).") from None
+    return LoadedImage(frames=np.stack(frames), source_format="tiff")
+
+
+def _tiff_geometry(page) -> tuple[int, int, int]:
+    """(height, width, channels) of a tifffile page, from its header."""
+    axes, shape = page.axes, page.shape
+    if "Y" not in axes or "X" not in axes:
+        raise UnsupportedFileError(f"This TIFF page has no image axes (it is laid out as '{axes}').")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    channels = shape[axes.index("S")] if "S" in axes else 1
+    if np.dtype(page.dtype).kind not in "uif":
+        raise UnsupportedFileError(f"This TIFF stores {page.dtype} samples; ScanSight reads integer or float images.")
+    return int(height), int(width), int(channels)
+
+
+def _tiff_page_to_float(page) -> np.ndarray:
+    array = np.asarray(page.asarray())
+    axes = page.axes
+    if "S" in axes:
+        array = np.moveaxis(array, axes.index("S"), -1)
+        array = array[..., :3] if array.shape[-1] >= 3 else array[..., 0]
+    array = array.reshape(array.shape[-3:] if array.ndim >= 3 and array.shape[-1] == 3 else array.shape[-2:])
+    return rescale_to_unit(array)
+
+
 def _pil_to_float(page: Image.Image) -> np.ndarray:
-    """One PIL image -> (H, W) or (H, W, 3) float32 in [0, 1]; colour collapsed to grey when it is grey."""
+    """One PIL image -> (H, W) or (H, W, 3) float32 in [0, 1]; colour collapsed to grey when it is grey.
+    Lean on memory: 8-bit colour is checked for greyness before it becomes float."""
     mode = page.mode
-    if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-        if mode in ("L", "1"):
-            array = np.asarray(page.convert("L"), dtype=np.float32) / 255.0
-        else:
-            rgb = page.convert("RGB")
-            array = np.asarray(rgb, dtype=np.float32) / 255.0
-            if _is_grey(array):
-                array = array.mean(axis=-1)
-        return array.astype(np.float32)
+    if mode in ("L", "1"):
+        array = np.asarray(page.convert("L"), dtype=np.float32)
+        array /= 255.0
+        return array
+    if mode in ("P", "PA", "LA", "La", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgb = np.asarray(page.convert("RGB"))
+        if _is_grey(rgb):
+            grey = rgb.mean(axis=-1, dtype=np.float32)
+            grey /= 255.0
+            return grey
+        array = rgb.astype(np.float32)
+        array /= 255.0
+        return array
     # 16/32-bit integer and float modes ("I;16", "I", "F"): keep the full range in float.
-    array = np.asarray(page).astype(np.float32)
+    array = np.asarray(page)
     if array.ndim == 3:
-        array = array[..., :3].mean(axis=-1)
+        array = array[..., :3].mean(axis=-1, dtype=np.float32)
     return rescale_to_unit(array)
 
 
 def _is_grey(rgb: np.ndarray, tolerance: float = 4 / 255) -> bool:
-    """True when the three channels are (nearly) equal, as in a grey X-ray saved as RGB JPEG."""
-    sample = rgb[::4, ::4]
+    """True when the three channels are (nearly) equal, as in a grey X-ray saved as RGB JPEG (uint8 or float)."""
+    sample = rgb[::4, ::4].astype(np.float32)
+    if rgb.dtype == np.uint8:
+        sample /= 255.0
     return bool(np.abs(sample - sample.mean(axis=-1, keepdims=True)).max() <= tolerance)
 
 
 def rescale_to_unit(array: np.ndarray) -> np.ndarray:
-    """Min-max rescale to [0, 1] in float32; a constant image becomes zeros."""
-    array = array.astype(np.float32)
-    finite = np.isfinite(array)
+    """Min-max rescale to [0, 1] in float32 (one float32 copy, then in place); a constant image becomes zeros."""
+    unit = np.array(array, dtype=np.float32)  # float64 input: its range is taken after the cast, like the values
+    finite = np.isfinite(unit)
     if not finite.any():
-        return np.zeros_like(array, dtype=np.float32)
-    low, high = float(array[finite].min()), float(array[finite].max())
+        return np.zeros_like(unit)
+    everywhere = bool(finite.all())
+    low = float(unit.min() if everywhere else unit.min(where=finite, initial=np.inf))
+    high = float(unit.max() if everywhere else unit.max(where=finite, initial=-np.inf))
+    del finite
     if high <= low:
-        return np.zeros_like(array, dtype=np.float32)
-    unit = np.clip((array - low) / (high - low), 0, 1)  # +-inf pixels clip to the ends, NaN becomes 0
-    return np.nan_to_num(unit, nan=0.0).astype(np.float32)
+        return np.zeros_like(unit)
+    unit -= low
+    unit /= high - low
+    np.clip(unit, 0, 1, out=unit)  # +-inf pixels clip to the ends, NaN becomes 0
+    return np.nan_to_num(unit, copy=False, nan=0.0)
 
 
 def _short(error: Exception) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from core.cards import WEIGHTS_DIR
 from core.data import IMAGE_SUFFIXES
 from core.errors import CorruptImageError, ImageTooLargeError, ScanSightError
-from core.loading import LoadedImage, load_image
+from core.loading import MAX_FILE_BYTES, LoadedImage, load_image, read_capped
 from core.models import ScanModel
 
 COLUMNS = ["file", "modality", "model", "probability", "label", "flags", "error"]
@@ -44,7 +44,7 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in {*IMAGE_SUFFIXES, ".zip"})
         else:
             files.append(path)
     return files
@@ -93,7 +93,10 @@ def predict_uploads(
         row = BatchRow(file=name, model=model.name)
         rows.append(row)
         try:
-            image = load_image(read(), Path(name).name)
+            content = read()
+            if isinstance(content, ScanSightError):  # a zip member that could not be read
+                raise content
+            image = load_image(content, Path(name).name)
             row.modality = image.modality or image.source_format.upper()
             flags = header_flags(image, model)
             if gate is not None:
@@ -123,48 +126,140 @@ def predict_files(
     """Rows for files on disk, with a progress bar; unreadable files get a note on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(files), disable=not progress, desc="predicting", unit="file")
-    uploads = [(str(path), lambda path=path: Path(path).read_bytes()) for path in files]
+    uploads: list[tuple[str, Callable[[], bytes | ScanSightError]]] = []
+    for path in files:
+        if Path(path).suffix.lower() == ".zip":
+            try:
+                members = unzip_in_memory(read_capped(path))
+            except ScanSightError as error:
+                uploads.append((str(path), lambda error=error: error))
+                continue
+            uploads += [(f"{path}/{name}", lambda content=content: content) for name, content in members]
+        else:
+            uploads.append((str(path), lambda path=path: _read_or_error(path)))
+    bar = tqdm(total=len(uploads), disable=not progress, desc="predicting", unit="file")
     rows = predict_uploads(uploads, model, batch_size, on_progress=lambda done: bar.update(done - bar.n), gate=gate)
     bar.close()
     for row in rows:
         if row.error:
-            print(f"{row.file}: {row.error}", file=sys.stderr)
+            print(f"{safe_cell(row.file)}: {row.error}", file=sys.stderr)
     return rows
 
 
+def _read_or_error(path: Path) -> bytes | ScanSightError:
+    try:
+        return read_capped(path)
+    except ScanSightError as error:
+        return error
+
+
 MAX_ZIP_MEMBERS = 1000
-MAX_ZIP_BYTES = 1024 * 1024 * 1024
+#: What a whole archive may unpack to: the same as one file (a zip is no way around the upload limit).
+MAX_ZIP_BYTES = MAX_FILE_BYTES
+ZIP_CHUNK = 1024 * 1024
 
 
-def unzip_in_memory(data: bytes) -> list[tuple[str, bytes]]:
-    """Image members of a zip archive, read in memory (bounded in count and size: no zip bombs)."""
+class ZipMemberError(ScanSightError):
+    """One member of an archive cannot be read (encrypted, damaged, or larger than it declares)."""
+
+
+def unzip_in_memory(data: bytes) -> list[tuple[str, bytes | ScanSightError]]:
+    """Members of a zip archive, read in memory, bounded: at most `MAX_ZIP_MEMBERS` files and `MAX_ZIP_BYTES`
+    unpacked in all, by the declared sizes first and then by the bytes actually inflated (read in 1 MB chunks,
+    so a member that lies about its size is stopped at the limit). A member that cannot be read comes back
+    as its error, and the others go on."""
     import io
     import zipfile
 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if not m.is_dir() and not Path(m.filename).name.startswith(".")]
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as error:
         raise CorruptImageError(f"The zip archive could not be read ({error}).") from None
     if len(members) > MAX_ZIP_MEMBERS:
         raise ImageTooLargeError(f"The archive holds {len(members)} files; ScanSight reads up to {MAX_ZIP_MEMBERS}.")
-    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-        raise ImageTooLargeError("The archive unpacks to more than 1 GB; split it into smaller ones.")
-    out = []
+    declared = sum(m.file_size for m in members)
+    if declared > MAX_ZIP_BYTES:
+        raise ImageTooLargeError(
+            f"The archive unpacks to {declared / 1e6:.0f} MB; ScanSight reads up to {MAX_ZIP_BYTES / 1e6:.0f} MB "
+            "in all: split it into smaller ones."
+        )
+    out: list[tuple[str, bytes | ScanSightError]] = []
+    budget = MAX_ZIP_BYTES
     for member in sorted(members, key=lambda m: m.filename):
+        if member.flag_bits & 0x1:
+            out.append(
+                (member.filename, ZipMemberError("This file in the archive is encrypted; ScanSight cannot read it."))
+            )
+            continue
         try:
-            out.append((member.filename, archive.read(member)))
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
-            out.append((member.filename, b""))
+            content = _read_member(archive, member, min(member.file_size, budget))
+        except ZipMemberError as error:
+            out.append((member.filename, error))
+            continue
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError) as error:
+            out.append(
+                (member.filename, ZipMemberError(f"This file in the archive is damaged ({type(error).__name__})."))
+            )
+            continue
+        budget -= len(content)
+        out.append((member.filename, content))
     return out
 
 
+def _read_member(archive, member, limit: int) -> bytes:
+    """A member's bytes, read in chunks; refused as soon as it inflates past its declared size or `limit`."""
+    parts, size = [], 0
+    with archive.open(member) as handle:
+        while chunk := handle.read(ZIP_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ZipMemberError(
+                    "This file in the archive unpacks to more than it declares, or past the archive's limit "
+                    f"({MAX_ZIP_BYTES / 1e6:.0f} MB in all)."
+                )
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+MAX_CELL_CHARS = 255
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """A value as a spreadsheet cannot turn against its reader: text that could start a formula is quoted with
+    a leading apostrophe, names that are not valid UTF-8 or hold control characters are made printable, and
+    long text is shortened in the middle. Numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return value
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(character if character.isprintable() else "?" for character in text)
+    if len(text) > MAX_CELL_CHARS:
+        half = (MAX_CELL_CHARS - 1) // 2
+        text = text[:half] + "…" + text[-half:]
+    if text.startswith(FORMULA_STARTS):
+        text = "'" + text
+    return text
+
+
 def write_csv(rows: Sequence[BatchRow], target) -> None:
+    """The table as CSV; every cell through `safe_cell`, so no row can fail to be written."""
     writer = csv.DictWriter(target, fieldnames=COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: ("" if value is None else value) for key, value in asdict(row).items()})
+        writer.writerow({key: safe_cell(value) for key, value in asdict(row).items()})
+
+
+def open_output(path: Path):
+    """Open the CSV for writing before any work starts: a missing folder or a read-only place fails at once."""
+    if not path.parent.is_dir():
+        raise SystemExit(f"error: the folder for --csv does not exist: {safe_cell(str(path.parent))}")
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as error:
+        raise SystemExit(f"error: cannot write --csv there ({error.strerror or type(error).__name__})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,15 +280,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")
+    output = open_output(args.csv) if args.csv else sys.stdout
     gate = None
     if not args.no_gate and (Path(args.weights) / "gate.json").exists():
         gate = ScanModel.load("gate", args.weights)
-    rows = predict_files(files, model, args.batch_size, gate=gate)
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            write_csv(rows, handle)
-    else:
-        write_csv(rows, sys.stdout)
+    try:
+        rows = predict_files(files, model, args.batch_size, gate=gate)
+        write_csv(rows, output)
+    finally:
+        if output is not sys.stdout:
+            output.close()
     failed = sum(1 for row in rows if row.error)
     print(f"{len(rows)} files, {len(rows) - failed} predicted, {failed} could not be read", file=sys.stderr)
     return 0

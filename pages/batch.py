@@ -6,9 +6,12 @@ from dataclasses import asdict
 
 import streamlit as st
 
+from core import inference
 from core.errors import ScanSightError
-from core.predict import COLUMNS, predict_uploads, unzip_in_memory, write_csv
-from pages.shared.common import all_model_cards, get_model, model_cards, page_setup, run_guarded, show_error
+from core.predict import COLUMNS, unzip_in_memory, write_csv
+from pages.shared.common import all_model_cards, model_call, model_cards, page_setup, show_error
+
+CHUNK = 32
 
 page_setup("Batch")
 st.title("🗂️ Batch")
@@ -38,13 +41,10 @@ for file in files:
 key = (name, hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in uploads)).hexdigest())
 if st.session_state.get("batch_key") != key:
     bar = st.progress(0.0, text="Predicting…")
-    model = run_guarded(get_model, name)
-    rows = predict_uploads(
-        [(n, lambda d=d: d) for n, d in uploads],
-        model,
-        on_progress=lambda done: bar.progress(done / len(uploads), text=f"{done} / {len(uploads)} files"),
-        gate=get_model("gate") if "gate" in all_model_cards() else None,
-    )
+    rows, use_gate = [], "gate" in all_model_cards()
+    for start in range(0, len(uploads), CHUNK):  # chunks through the model process: a progress bar, bounded pipes
+        rows += model_call(inference.batch_rows, name, uploads[start : start + CHUNK], use_gate)
+        bar.progress(len(rows) / len(uploads), text=f"{len(rows)} / {len(uploads)} files")
     bar.empty()
     st.session_state["batch_key"], st.session_state["batch_rows"] = key, rows
 rows = st.session_state["batch_rows"]

@@ -2,16 +2,16 @@
 
 import streamlit as st
 
+from core import inference
 from core.ct import infected_share, lung_mask
-from core.segmentation import mask_overlay, mask_png, segment
+from core.segmentation import mask_overlay, mask_png
 from pages.shared.common import (
     frame_picker,
     gate_allows,
-    get_model,
+    model_call,
     model_cards,
     page_setup,
     require_image,
-    run_guarded,
     test_caption,
 )
 
@@ -44,7 +44,7 @@ memo = st.session_state.get("ct_result")
 if memo is None or memo[0] != key:
     with st.spinner("Segmenting…"):
         grey = image.grey(frame)
-        result = run_guarded(lambda: segment(get_model("ct-infection"), image, frame))
+        result = model_call(inference.segment_frame, "ct-infection", image.frame(frame), image.pixel_spacing_mm)
         memo = (key, result, infected_share(result.mask, grey), lung_mask(grey))
     st.session_state["ct_result"] = memo
 _, result, share, lungs = memo

@@ -2,19 +2,19 @@
 
 import streamlit as st
 
-from core.explain import fit_for_display, heatmap, overlay, to_rgb8
+from core import inference
+from core.explain import fit_for_display, overlay, to_rgb8
 from core.report import ReportContent
-from core.segmentation import mask_overlay, mask_png, segment
+from core.segmentation import mask_overlay, mask_png
 from pages.shared.common import (
     frame_picker,
     gate_allows,
-    get_model,
     modality_warnings,
+    model_call,
     model_cards,
     page_setup,
     report_button,
     require_image,
-    run_guarded,
     test_caption,
 )
 
@@ -48,15 +48,11 @@ results = st.session_state.setdefault("mri_results", {})
 key = (st.session_state["upload"].key, frame)
 if key not in results:
 
-    def segment_and_classify():
-        result = segment(get_model("mri-segmentation"), image, frame)
-        if "mri-tumour" not in cards:
-            return result, None
-        classifier = get_model("mri-tumour")
-        return result, (classifier.predict(image, frame), heatmap(classifier, image, frame=frame))
-
     with st.spinner("Segmenting…"):
-        outcome = run_guarded(segment_and_classify)
+        pixels = image.frame(frame)
+        result = model_call(inference.segment_frame, "mri-segmentation", pixels, image.pixel_spacing_mm)
+        tumour = model_call(inference.classify_and_explain, "mri-tumour", pixels) if "mri-tumour" in cards else None
+        outcome = (result, tumour)
     results.clear()
     results[key] = outcome
 result, tumour = results[key]

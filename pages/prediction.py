@@ -3,18 +3,18 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.explain import CAM_METHODS, fit_for_display, heatmap, overlay, to_rgb8
+from core import inference
+from core.explain import CAM_METHODS, fit_for_display, overlay, to_rgb8
 from core.report import ReportContent
 from pages.shared.common import (
     frame_picker,
     gate_allows,
-    get_model,
     modality_warnings,
+    model_call,
     model_cards,
     page_setup,
     report_button,
     require_image,
-    run_guarded,
     source_warning,
     test_caption,
 )
@@ -54,18 +54,11 @@ if not gate_allows(image, "chest-xray", frame):
 source_warning(image, card, frame)
 
 
-def predict_and_explain():
-    model = get_model(name)
-    prediction = model.predict(image, frame)
-    target = card.positive_class or prediction.label
-    return prediction, heatmap(model, image, method=method, target_class=target, frame=frame)
-
-
 results = st.session_state.setdefault("results", {})
 key = (st.session_state["upload"].key, name, method, frame)
 if key not in results:
     with st.spinner("Predicting…"):
-        outcome = run_guarded(predict_and_explain)
+        outcome = model_call(inference.classify_and_explain, name, image.frame(frame), method)
     results.clear()
     results[key] = outcome
 prediction, cam = results[key]

@@ -282,3 +282,26 @@ def test_study_page_shows_the_table_and_chart():
     assert at.dataframe and at.get("plotly_chart")
     at.radio(key="study_metric").set_value("accuracy").run()
     assert not at.exception
+
+
+@needs_mri
+def test_a_model_process_crash_ends_that_upload_only(monkeypatch):
+    """The worker aborts (test hook) on one upload: that page says so; the next upload in the same session
+    works, and a second session open at the same time gets its answer."""
+    import hashlib
+
+    from core.worker import ABORT_TAG_VARIABLE
+
+    rng = np.random.default_rng(5)
+    doomed = png_bytes((rng.random((256, 256, 3)) * 60).astype(np.uint8))
+    fine = png_bytes((rng.random((256, 256, 3)) * 60).astype(np.uint8))
+    monkeypatch.setenv(ABORT_TAG_VARIABLE, "model:" + hashlib.sha256(doomed).hexdigest()[:16])
+    first, second = start(), start()
+    upload(second, "other.png", fine)
+    at = visit(upload(first, "doomed.png", doomed), "pages/mri.py")
+    assert "stopped while working on this image" in all_text(at), all_text(at)
+    assert "Predicted tumour mask" not in captions(at)
+    at = past_gate(visit(upload(at, "next.png", fine), "pages/mri.py"))
+    assert "Predicted tumour mask" in captions(at)
+    second = past_gate(visit(second, "pages/mri.py"))
+    assert "Predicted tumour mask" in captions(second)

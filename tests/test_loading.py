@@ -254,13 +254,41 @@ def test_float_tiff_with_nan_and_inf_stays_finite():
     assert frame[32, 32] == pytest.approx(values[32, 32], abs=0.01)  # an inf pixel does not black out the rest
 
 
-def test_later_tiff_page_too_large_is_refused_before_decoding():
+def test_later_tiff_pages_of_another_size_are_skipped_not_decoded():
     small = Image.fromarray(np.zeros((64, 64), np.uint8))
     huge = Image.new("L", (8000, 7000))
     buffer = io.BytesIO()
-    small.save(buffer, format="TIFF", save_all=True, append_images=[huge], compression="tiff_deflate")
-    with pytest.raises(ImageTooLargeError):
-        load_image(buffer.getvalue(), "stack.tif")
+    small.save(buffer, format="TIFF", save_all=True, append_images=[huge, huge], compression="tiff_deflate")
+    assert load_image(buffer.getvalue(), "stack.tif").frames.shape == (1, 64, 64)
+
+
+def test_a_first_tiff_page_too_large_is_refused_before_decoding():
+    huge = Image.new("L", (8000, 7000))
+    buffer = io.BytesIO()
+    huge.save(buffer, format="TIFF", compression="tiff_deflate")
+    with pytest.raises(ImageTooLargeError, match="megapixels"):
+        load_image(buffer.getvalue(), "huge.tif")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.float32])
+def test_float_tiffs_load(dtype):
+    import tifffile
+
+    values = np.linspace(-1, 3, 64 * 64).reshape(64, 64).astype(dtype)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, values)
+    frame = load_image(buffer.getvalue(), "float.tif").frame()
+    assert frame.shape == (64, 64) and frame.min() == 0.0 and frame.max() == pytest.approx(1.0)
+
+
+def test_a_five_channel_tiff_loads_its_first_three_channels_as_colour():
+    import tifffile
+
+    values = (np.random.default_rng(0).random((64, 64, 5)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, values, planarconfig="contig")
+    image = load_image(buffer.getvalue(), "five.tif")
+    assert image.frames.shape == (1, 64, 64, 3)
 
 
 def test_invalid_number_of_frames_is_a_corrupt_file():

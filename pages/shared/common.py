@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from core import inference
 from core.cards import ModelCard
 from core.errors import ScanSightError
-from core.gate import GateVerdict, check_image
+from core.gate import GateVerdict
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
 from core.samples import SampleImage, list_samples
+from core.worker import run_decoder, run_model
 
 DISCLAIMER = (
     "ScanSight is a teaching and demonstration tool. It is **not a medical device** and does "
@@ -93,7 +95,7 @@ def gate_verdict(image: LoadedImage, frame: int = 0) -> GateVerdict | None:
     """What the out-of-distribution gate makes of the image (memoised per upload and frame); None without a gate."""
     if "gate" not in all_model_cards():
         return None
-    return per_upload("gate", frame, lambda: check_image(get_model("gate"), image, frame))
+    return per_upload("gate", frame, lambda: model_call(inference.gate_check, image.frame(frame)))
 
 
 def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
@@ -153,8 +155,8 @@ def loaded_image() -> LoadedImage | ScanSightError | None:
         return None
     memo = st.session_state.get("loaded")
     if memo is None or memo[0] != upload.key:
-        try:
-            result: LoadedImage | ScanSightError = load_image(upload.data, upload.name)
+        try:  # decoded in the memory-capped decoding process: a decoder crash or a bomb ends this upload only
+            result: LoadedImage | ScanSightError = run_decoder(load_image, upload.data, upload.name, tag=upload.key)
         except ScanSightError as error:
             result = error
         st.session_state["loaded"] = (upload.key, result)
@@ -203,6 +205,13 @@ def report_button(memo_key: tuple, make_report, file_name: str) -> None:
     st.download_button("Download PDF report", memo[1], file_name=file_name, mime="application/pdf", icon="📄")
 
 
+def model_call(function, *args, **kwargs):
+    """`function(*args)` (from `core.inference`) in a model process, tagged with the upload; a typed error, or
+    the process stopping under it, becomes a message and the page stops (the server and other sessions go on)."""
+    upload = current_upload()
+    return run_guarded(run_model, function, *args, tag=upload.key if upload else "", **kwargs)
+
+
 def run_guarded(action, *args, **kwargs):
     """Run a model call; a typed error becomes a message and the page stops (no traceback)."""
     try:
@@ -242,12 +251,12 @@ SOURCE_WARNING_CONFIDENCE = 0.8  # below this, the source detector's call is sho
 def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     """Warn when the image looks like the other chest X-ray source (adult vs paediatric) than the model's,
     with what the shortcut check measured for that model on such images."""
-    from core.shortcut import SOURCE_OF_MODEL, adult_probability
+    from core.shortcut import SOURCE_OF_MODEL
 
     trained_on = SOURCE_OF_MODEL.get(card.task)
     if trained_on is None or "chest-backbone" not in all_model_cards():
         return
-    p_adult = per_upload("source", frame, lambda: adult_probability(get_model("chest-backbone"), image, frame))
+    p_adult = per_upload("source", frame, lambda: model_call(inference.adult_probability, image.frame(frame)))
     looks = "adult" if p_adult >= 0.5 else "paediatric"
     confidence = max(p_adult, 1 - p_adult)
     if confidence < SOURCE_WARNING_CONFIDENCE:

@@ -1,0 +1,68 @@
+"""What the pages ask of the models, as plain functions of arrays and model names.
+
+These run inside a model worker (`core.worker.run_model`), so a native crash in TensorFlow ends one request,
+not the server. Each child loads a model once, on first use, and keeps it (`resident_model`). Arguments and
+results are picklable: frames as NumPy arrays, answers as dataclasses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.models import Prediction, ScanModel
+
+_RESIDENT: dict[str, ScanModel] = {}
+
+
+def resident_model(name: str) -> ScanModel:
+    """The model `name`, loaded once per process (sha256-checked through its card)."""
+    if name not in _RESIDENT:
+        _RESIDENT[name] = ScanModel.load(name)
+    return _RESIDENT[name]
+
+
+def classify_and_explain(
+    model_name: str, pixels: np.ndarray, method: str = "gradcam", target_class: str | None = None
+) -> tuple[Prediction, np.ndarray]:
+    """The answer for one frame and its heatmap (for `target_class`, default the positive or predicted class)."""
+    from core.explain import heatmap
+
+    model = resident_model(model_name)
+    prediction = model.predict(pixels)
+    target = target_class or model.card.positive_class or prediction.label
+    return prediction, heatmap(model, pixels, method=method, target_class=target)
+
+
+def segment_frame(model_name: str, pixels: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None):
+    """A segmentation model's thresholded mask and area for one frame."""
+    from core.segmentation import segment
+
+    result = segment(resident_model(model_name), pixels)
+    if pixel_spacing_mm:
+        from core.segmentation import mask_area
+
+        result.area_pixels, result.area_mm2 = mask_area(result.mask, pixel_spacing_mm)
+    return result
+
+
+def gate_check(pixels: np.ndarray):
+    """The out-of-distribution gate's verdict on one frame."""
+    from core.gate import check_image
+
+    return check_image(resident_model("gate"), pixels)
+
+
+def adult_probability(pixels: np.ndarray) -> float:
+    """P(adult chest X-ray) from the chest backbone's pretext head."""
+    from core.shortcut import adult_probability as from_backbone
+
+    return from_backbone(resident_model("chest-backbone"), pixels)
+
+
+def batch_rows(model_name: str, uploads: list[tuple[str, bytes]], use_gate: bool):
+    """Rows of the batch table for a chunk of (name, bytes) uploads."""
+    from core.predict import predict_uploads
+
+    gate = resident_model("gate") if use_gate else None
+    return predict_uploads([(name, lambda data=data: data) for name, data in uploads], resident_model(model_name),
+                           gate=gate)  # fmt: skip
