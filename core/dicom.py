@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ from core.loading import (
     PATIENT_FIELDS,
     TECHNICAL_FIELDS,
     LoadedImage,
+    byte_stream,
     rescale_to_unit,
 )
 
@@ -39,7 +39,7 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
             if data[:4] == b"DICM":  # written without its 128-byte preamble
                 data = bytes(128) + data
             # Elements over 1 MB (the pixel data) are read only when used, after the size checks below.
-            dataset = pydicom.dcmread(io.BytesIO(data), force=True, defer_size="1 MB")
+            dataset = pydicom.dcmread(byte_stream(data), force=True, defer_size="1 MB")
     except (InvalidDicomError, *DECODER_ERRORS) as error:
         raise CorruptImageError(f"The DICOM file could not be read; it looks damaged or truncated ({error}).") from None
     truncated = any("end of file" in str(warning.message).lower() for warning in caught)

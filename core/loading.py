@@ -115,6 +115,41 @@ class LoadedImage:
         return to_grey(self.frame(index))
 
 
+class MemoryReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer (bytes, bytearray or memoryview), without copying it
+    (`io.BytesIO` copies anything but `bytes`)."""
+
+    def __init__(self, data):
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._view[self._position : self._position + len(buffer)]
+        memoryview(buffer).cast("B")[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def byte_stream(data) -> MemoryReader | io.BytesIO:
+    """A file object over the upload's bytes that shares their memory (full reads: never short before the end)."""
+    return io.BytesIO(data) if isinstance(data, bytes) else MemoryReader(data)
+
+
 def to_grey(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, C) float image -> (H, W) float32."""
     if image.ndim == 2:
@@ -234,7 +269,7 @@ def _load_raster(data: bytes, kind: str, all_frames: bool) -> LoadedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                pil = Image.open(io.BytesIO(data))
+                pil = Image.open(byte_stream(data))
             except UnidentifiedImageError:
                 if kind != "tiff":
                     raise
@@ -297,7 +332,7 @@ def _load_tiff_with_tifffile(data: bytes, all_frames: bool) -> LoadedImage:
     import tifffile
 
     try:
-        tiff = tifffile.TiffFile(io.BytesIO(data))
+        tiff = tifffile.TiffFile(byte_stream(data))
         pages = list(tiff.pages[: MAX_FRAMES if all_frames else 1])
         headers = []
         for page in pages:

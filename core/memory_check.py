@@ -163,7 +163,10 @@ parent_idle = rss()
 data = open(path, "rb").read()
 outcomes = []
 start = time.perf_counter()
-members = unzip_in_memory(data) if name.endswith(".zip") else [(name, data)]
+try:
+    members = unzip_in_memory(data) if name.endswith(".zip") else [(name, data)]
+except ScanSightError as error:
+    members = [(name, error)]
 if name.endswith(".zip"):
     del data
 for member, content in members:

@@ -121,6 +121,8 @@ def _serve(connection, memory_limit_bytes: int | None, pool_name: str = "") -> N
             function, args, kwargs, tag, abort_tag = recv_object(connection)
         except (EOFError, OSError, KeyboardInterrupt):
             return
+        # Large byte strings arrive out of band as memoryviews: hand the function their bytearray (no copy).
+        args = tuple(arg.obj if isinstance(arg, memoryview) and isinstance(arg.obj, bytearray) else arg for arg in args)
         if abort_tag and tag and abort_tag in (tag, f"{pool_name}:{tag}"):
             os.abort()
         try:

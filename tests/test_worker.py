@@ -123,3 +123,16 @@ def test_nothing_is_written_to_disk_by_the_worker_mechanism(tmp_path, monkeypatc
         pool.close()
     after = {p for p in REPO.rglob("*") if ".git" not in p.parts and "__pycache__" not in p.parts}
     assert after - before == set()
+
+
+def test_large_uploads_travel_out_of_band_and_arrive_as_bytes_like_the_original(pool):
+    from core.loading import sniff_format
+
+    big = b"\x89PNG\r\n\x1a\n" + bytes(300_000)
+    assert pool.call(sniff_format, big) == "png"
+    image = pool.call(load_bytes_back, big)
+    assert image == big
+
+
+def load_bytes_back(data) -> bytes:
+    return bytes(data)
