@@ -124,16 +124,6 @@ def time_full_chest_path(models: dict[str, Any], repeats: int) -> dict[str, Any]
     return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
 
 
-def load_everything() -> int:
-    """In a model worker: load every committed model (what a long-running server ends up holding)."""
-    from core.inference import resident_model
-    from core.models import available_models
-
-    for name in available_models():
-        resident_model(name)
-    return os.getpid()
-
-
 def process_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -153,7 +143,7 @@ def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
     name, data = sample_upload("chest-xray")
     decoder, models = WorkerPool("decoder"), WorkerPool("model")
     try:
-        models.call(load_everything)
+        models.call(inference.load_every_model)
 
         def once() -> None:
             image = decoder.call(load_image, data, name)

@@ -21,6 +21,13 @@ def resident_model(name: str) -> ScanModel:
     return _RESIDENT[name]
 
 
+def load_every_model() -> list[str]:
+    """Load every committed model into this process (what a long-running server ends up holding)."""
+    from core.models import available_models
+
+    return [resident_model(name).name for name in available_models()]
+
+
 def classify_and_explain(
     model_name: str, pixels: np.ndarray, method: str = "gradcam", target_class: str | None = None
 ) -> tuple[Prediction, np.ndarray]:

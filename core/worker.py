@@ -121,6 +121,9 @@ def _serve(connection, memory_limit_bytes: int | None, pool_name: str = "") -> N
             function, args, kwargs, tag, abort_tag = recv_object(connection)
         except (EOFError, OSError, KeyboardInterrupt):
             return
+        except Exception as error:  # a request that does not unpickle here (e.g. a function of a __main__)
+            send_object(connection, ("failed", f"request not understood: {type(error).__name__}"))
+            continue
         # Large byte strings arrive out of band as memoryviews: hand the function their bytearray (no copy).
         args = tuple(arg.obj if isinstance(arg, memoryview) and isinstance(arg.obj, bytearray) else arg for arg in args)
         if abort_tag and tag and abort_tag in (tag, f"{pool_name}:{tag}"):

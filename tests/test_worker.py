@@ -136,3 +136,20 @@ def test_large_uploads_travel_out_of_band_and_arrive_as_bytes_like_the_original(
 
 def load_bytes_back(data) -> bytes:
     return bytes(data)
+
+
+def test_a_request_the_child_cannot_unpickle_gets_a_typed_error_and_the_child_lives(pool):
+    import __main__
+
+    def local_function():  # not importable by the child
+        return 1
+
+    local_function.__module__, local_function.__qualname__ = "__main__", "no_such_function_here"
+    __main__.no_such_function_here = local_function
+    try:
+        pid = pool.pids()[0]
+        with pytest.raises(WorkerFailedError, match="not understood"):
+            pool.call(local_function)
+        assert pool.pids()[0] == pid
+    finally:
+        del __main__.no_such_function_here
