@@ -63,6 +63,15 @@ def evaluate_classifier(
     return metrics
 
 
+def _is_training_folder(model: ScanModel, folder: Path) -> bool:
+    """Whether `folder` is the folder the model was trained from (its card's `train_dir`, relative to the repo)."""
+    train_dir = model.card.data.get("train_dir")
+    if not train_dir:
+        return False
+    repo = Path(__file__).resolve().parent.parent
+    return (repo / train_dir).resolve() == Path(folder).resolve() or Path(train_dir).resolve() == Path(folder).resolve()
+
+
 def _mri_patients(model: ScanModel, root: Path, split: str) -> list:
     """Patients under `root`; with split 'test' or 'validation', only those the card lists for it."""
     from core.mri import list_patients
@@ -158,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["all", "test", "validation"],
         default=None,
         help="MRI: all patients under --data (default), or only the card's held-out test / validation patients; "
-        "covid: the seeded held-out test part (default) or all images",
+        "covid: the seeded held-out test part (the default only when --data is the model's training folder) "
+        "or all images (the default for any other folder)",
     )
     parser.add_argument("--update-card", action="store_true", help="also write the metrics into the model card")
     args = parser.parse_args(argv)
@@ -167,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model = ScanModel.load(args.model or args.task, args.weights)
     if args.split is None:
-        args.split = "test" if args.task == "covid" else "all"
+        args.split = "test" if args.task == "covid" and _is_training_folder(model, args.data) else "all"
+        what = "the held-out part of the training folder" if args.split == "test" else "every image in the folder"
+        print(f"split: {args.split} ({what})")
     if args.task == "gate":
         from core.gate import evaluate_gate
 

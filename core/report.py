@@ -41,6 +41,8 @@ class ReportContent:
     overlay_caption: str
     findings: list[tuple[str, str]] = field(default_factory=list)
     file_name: str = ""
+    #: Every warning, override and flag the page showed: printed first, above the result.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _png(rgb: np.ndarray) -> io.BytesIO:
@@ -75,6 +77,14 @@ def build_pdf(content: ReportContent, when: dt.datetime | None = None) -> bytes:
     pdf.multi_cell(0, 5, _latin(NOTICE), new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
+    if content.warnings:
+        pdf.set_fill_color(255, 240, 220)
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(0, 7, _latin("Warnings shown on the page with this result"), new_x="LMARGIN", new_y="NEXT", fill=True)
+        pdf.set_font("Helvetica", size=9)
+        for warning in content.warnings:
+            pdf.multi_cell(0, 4.5, _latin(f"- {warning}"), new_x="LMARGIN", new_y="NEXT", fill=True)
+        pdf.ln(2)
 
     top = pdf.get_y()
     width = 88

@@ -12,6 +12,7 @@ from pages.shared.common import (
     modality_warnings,
     model_call,
     model_cards,
+    notice,
     page_setup,
     report_button,
     require_image,
@@ -33,7 +34,7 @@ if "mri-segmentation" not in cards:
     st.error("The brain MRI segmentation model is not installed in `weights/`.")
     st.stop()
 for warning in modality_warnings(image, cards["mri-segmentation"]):
-    st.warning(warning + " The model was trained on brain MRI only: treat its answer with caution.", icon="🚫")
+    notice(warning + " The model was trained on brain MRI only: treat its answer with caution.", icon="🚫")
 
 controls = st.columns(4)
 with controls[0]:

@@ -12,6 +12,7 @@ from pages.shared.common import (
     modality_warnings,
     model_call,
     model_cards,
+    notice,
     page_setup,
     report_button,
     require_image,
@@ -40,7 +41,7 @@ name = st.radio("Question", names, format_func=lambda n: QUESTIONS.get(n, cards[
                 key="pred_model")  # fmt: skip
 card = cards[name]
 for warning in modality_warnings(image, card):
-    st.warning(warning + " The model was not trained on such images: treat its answer with caution.", icon="🚫")
+    notice(warning + " The model was not trained on such images: treat its answer with caution.", icon="🚫")
 
 controls = st.columns(3)
 method = controls[0].radio(

@@ -28,7 +28,7 @@ FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-EXPECTED = {"prediction": "Model answer", "mri": "Predicted tumour mask", "ct": "Infected share of the visible lung"}
+EXPECTED = {"prediction": "Model answer", "mri": "Predicted tumour mask", "ct": "Infected area on this slice"}
 PAGE_LABEL = {"prediction": "Chest X-ray prediction", "mri": "Brain MRI", "ct": "CT lung infection"}
 
 

@@ -188,14 +188,17 @@ def test_a_sample_can_be_loaded_from_the_upload_page():
 
 
 @pytest.mark.skipif("ct-infection" not in list_cards(), reason="no committed CT model in weights/")
-def test_ct_page_draws_the_infection_and_its_share():
+def test_ct_page_draws_the_infection_its_area_and_a_pdf_without_an_unvalidated_share():
     from tests.test_ct import synthetic_ct
 
     image, _ = synthetic_ct(256)
     at = past_gate(visit(upload(start(), "ct.png", png_bytes((image * 255).astype(np.uint8))), "pages/ct.py"))
-    assert any(m.label == "Infected share of the visible lung" for m in at.metric)
-    at.toggle(key="ct_lungs").set_value(True).run()
-    assert not at.exception and at.get("download_button")
+    assert any(m.label == "Infected area on this slice" for m in at.metric)
+    assert not any("share" in m.label.lower() for m in at.metric)
+    labels = [button.label for button in at.get("download_button")]
+    assert "Download PDF report" in labels and "Download mask (PNG)" in labels
+    text = pdf_text(at.session_state["report_pdf"][1])
+    assert "Infected area" in text and "not shown" in text
 
 
 @needs_model
@@ -305,3 +308,35 @@ def test_a_model_process_crash_ends_that_upload_only(monkeypatch):
     assert "Predicted tumour mask" in captions(at)
     second = past_gate(visit(second, "pages/mri.py"))
     assert "Predicted tumour mask" in captions(second)
+
+
+def sidebar_text(at: AppTest) -> str:
+    return "\n".join(str(c.value) for c in at.sidebar.caption)
+
+
+def pdf_text(data: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_the_sidebar_names_the_image_just_uploaded_not_the_one_before():
+    at = upload(start(), "first.png", png_bytes(synthetic_chest(seed=1)))
+    assert "first.png" in sidebar_text(at)
+    at.file_uploader[0].set_value(("second.png", png_bytes(synthetic_chest(seed=2)), "image/png"))
+    at.run()
+    assert "second.png" in sidebar_text(at) and "first.png" not in sidebar_text(at)
+
+
+@needs_model
+def test_the_pdf_carries_every_warning_and_override_the_page_showed_above_the_result():
+    rng = np.random.default_rng(3)
+    mri_like = png_bytes((rng.random((256, 256, 3)) * 60).astype(np.uint8))
+    at = past_gate(visit(upload(start(), "slice.png", mri_like), "pages/prediction.py"))
+    assert "Model answer" in all_text(at)
+    text = pdf_text(at.session_state["report_pdf"][1])
+    assert "Warnings shown on the page" in text
+    assert "withheld" in text and "Shown anyway at the user's request" in text
+    assert text.index("Warnings shown on the page") < text.index("Findings")

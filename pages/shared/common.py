@@ -39,14 +39,40 @@ PAGES = [
 def page_setup(title: str) -> None:
     """Every page starts here: page config, the sidebar menu, the current image and the notice."""
     st.set_page_config(page_title=f"{title} · ScanSight", page_icon="🩻", layout="wide")
+    st.session_state[NOTICES] = []
     with st.sidebar:
         st.markdown("### 🩻 ScanSight")
         for script, label, icon in PAGES:
             st.page_link(script, label=label, icon=icon)
         st.divider()
-        upload = current_upload()
-        st.caption(f"Current image: **{upload.name or 'unnamed'}**" if upload else "No image uploaded yet.")
+        st.session_state[SIDEBAR_IMAGE] = st.empty()
+        show_current_image()
         st.warning(DISCLAIMER, icon="⚕️")
+
+
+NOTICES = "_page_notices"
+SIDEBAR_IMAGE = "_sidebar_image_slot"
+
+
+def show_current_image() -> None:
+    """(Re)draw the sidebar's "Current image" line; called again whenever the upload changes in this run, so the
+    sidebar never lags one upload behind."""
+    slot = st.session_state.get(SIDEBAR_IMAGE)
+    if slot is None:
+        return
+    upload = current_upload()
+    slot.caption(f"Current image: **{upload.name or 'unnamed'}**" if upload else "No image uploaded yet.")
+
+
+def notice(text: str, level: str = "warning", icon: str = "⚠️") -> None:
+    """Show a warning (or error) on the page and record it for the page's PDF report."""
+    (st.error if level == "error" else st.warning)(text, icon=icon)
+    st.session_state.setdefault(NOTICES, []).append(text.replace("**", ""))
+
+
+def page_notices() -> list[str]:
+    """Every warning, override and flag shown on this page in this run, in order (for the PDF)."""
+    return list(st.session_state.get(NOTICES, []))
 
 
 @dataclass
@@ -104,7 +130,7 @@ def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
     verdict = gate_verdict(image, frame)
     if verdict is None or verdict.fits(expected):
         if verdict is not None and verdict.probabilities[expected] < 0.9:
-            st.warning(
+            notice(
                 verdict.reason(expected) + " The gate is not sure, though: check that the image is what the page "
                 "expects before reading the answer.",
                 icon="❔",
@@ -112,14 +138,18 @@ def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
         elif verdict is not None:
             st.caption("✅ " + verdict.reason(expected))
         return True
-    st.warning(verdict.reason(expected) + " The prediction is withheld.", icon="🚫")
+    notice(verdict.reason(expected) + " The prediction is withheld.", icon="🚫")
     anyway = st.checkbox(
         "Show the model's answer anyway (it will be marked as outside what the model knows)",
         value=False,
         key=f"gate_override_{expected}",
     )
     if anyway:
-        st.error("Outside what the model knows: the answer below is not meaningful for this image.", icon="⚠️")
+        notice(
+            "Shown anyway at the user's request: outside what the model knows, the answer below is not meaningful "
+            "for this image.",
+            level="error",
+        )
     return anyway
 
 
@@ -136,6 +166,7 @@ def set_upload(name: str, data: bytes) -> None:
     st.session_state["upload"] = Upload(name=name, data=data)
     for key in RESULT_KEYS:
         st.session_state.pop(key, None)
+    show_current_image()
 
 
 RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result", "report_pdf", "gate", "source")
@@ -146,6 +177,7 @@ def clear_upload() -> None:
     for key in ("upload", "uploader_file_id", *RESULT_KEYS):
         st.session_state.pop(key, None)
     st.session_state["uploader_generation"] = st.session_state.get("uploader_generation", 0) + 1
+    show_current_image()
 
 
 def loaded_image() -> LoadedImage | ScanSightError | None:
@@ -198,9 +230,13 @@ def report_button(memo_key: tuple, make_report, file_name: str) -> None:
     """A PDF download; the PDF is built once per memo_key, not on every rerun of the page."""
     from core.report import build_pdf
 
+    notices = page_notices()
+    memo_key = (memo_key, tuple(notices))
     memo = st.session_state.get("report_pdf")
     if memo is None or memo[0] != memo_key:
-        memo = (memo_key, build_pdf(make_report()))
+        content = make_report()
+        content.warnings = notices + [w for w in content.warnings if w not in notices]
+        memo = (memo_key, build_pdf(content))
         st.session_state["report_pdf"] = memo
     st.download_button("Download PDF report", memo[1], file_name=file_name, mime="application/pdf", icon="📄")
 
@@ -271,7 +307,7 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     finding = card.findings.get("shortcut", {}).get("summary", "")
     other = "COVID-19 or normal? (adults)" if trained_on == "paediatric" else "Pneumonia or normal? (children)"
     article = "an" if looks == "adult" else "a"
-    st.warning(
+    notice(
         f"This image looks like {article} **{looks}** chest X-ray (P = {confidence:.0%}), but this model only "
         f"saw **{trained_on}** ones. Shortcut check: {finding} Its answer here says more about where the image "
         f'comes from than about the lungs; the question "{other}" fits this image better.',
