@@ -66,10 +66,11 @@ def adult_probability(pixels: np.ndarray) -> float:
     return from_backbone(resident_model("chest-backbone"), pixels)
 
 
-def batch_rows(model_name: str, uploads: list[tuple[str, bytes]], use_gate: bool):
-    """Rows of the batch table for a chunk of (name, bytes) uploads."""
+def batch_rows(models: str | dict[str, str], uploads: list[tuple[str, bytes]], use_gate: bool):
+    """Rows of the batch table for a chunk of (name, bytes) uploads: one model by name, or one per gate kind."""
     from core.predict import predict_uploads
 
     gate = resident_model("gate") if use_gate else None
-    return predict_uploads([(name, lambda data=data: data) for name, data in uploads], resident_model(model_name),
-                           gate=gate)  # fmt: skip
+    chosen = {kind: resident_model(name) for kind, name in models.items()} if isinstance(models, dict) else None
+    return predict_uploads([(name, lambda data=data: data) for name, data in uploads],
+                           chosen if chosen is not None else resident_model(models), gate=gate)  # fmt: skip

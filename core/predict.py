@@ -1,8 +1,10 @@
-"""Batch prediction CLI: ``python -m core.predict FILES_OR_DIRS... --task pneumonia --csv out.csv``.
+"""Batch prediction CLI: ``python -m core.predict FILES_OR_DIRS_OR_ZIPS... --task auto --csv out.csv``.
 
-Every readable image becomes a row (file, modality found, model, probability, label, flags); a file
-that cannot be read becomes a row with its error message and a one-line note on stderr, and the
-other files go on. Nothing is written but the CSV.
+Every file becomes a row: file, modality found, the gate's verdict, the model used, ``p_<class>`` for each of
+its classes, the label, flags and the error. With ``--task auto`` (the default) the gate decides which model
+answers each image (chest X-rays: ``--chest-task``, default pneumonia; brain MRI: mri-tumour); with a named
+task, images the gate says are another kind get no label and no probabilities, only a flag. A file that
+cannot be read becomes a row with its error, and the other files go on. Nothing is written but the CSV.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,10 @@ from core.errors import CorruptImageError, ImageTooLargeError, ScanSightError
 from core.loading import MAX_FILE_BYTES, LoadedImage, load_image, read_capped
 from core.models import ScanModel
 
-COLUMNS = ["file", "modality", "model", "probability", "label", "flags", "error"]
+LEADING_COLUMNS = ["file", "modality", "gate", "model"]
+TRAILING_COLUMNS = ["label", "flags", "error"]
+#: What ``--task auto`` uses for each kind the gate recognises (chest X-rays: the chosen chest question).
+AUTO_MODELS = {"chest-xray": "pneumonia", "brain-mri": "mri-tumour"}
 
 
 @dataclass
@@ -31,11 +36,37 @@ class BatchRow:
 
     file: str
     modality: str = ""
+    gate: str = ""
     model: str = ""
-    probability: float | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
     label: str = ""
     flags: str = ""
     error: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.label)
+
+    def record(self) -> dict[str, object]:
+        """The row as CSV / table cells, one ``p_<class>`` cell per class."""
+        cells = {key: getattr(self, key) for key in (*LEADING_COLUMNS, *TRAILING_COLUMNS)}
+        cells.update({f"p_{name}": value for name, value in self.probabilities.items()})
+        return cells
+
+
+def columns_for(rows: Sequence[BatchRow]) -> list[str]:
+    """The table's columns: the fixed ones around every ``p_<class>`` that any row has, in order of appearance."""
+    probability_columns = list(dict.fromkeys(f"p_{name}" for row in rows for name in row.probabilities))
+    return [*LEADING_COLUMNS, *probability_columns, *TRAILING_COLUMNS]
+
+
+def summary(rows: Sequence[BatchRow]) -> str:
+    failed = sum(1 for row in rows if row.error)
+    answered = sum(1 for row in rows if row.answered)
+    return (
+        f"{len(rows)} files: {answered} answered, {len(rows) - answered - failed} without an answer "
+        f"(the gate found no model for them), {failed} could not be read"
+    )
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:
@@ -67,30 +98,38 @@ def header_flags(image: LoadedImage, model: ScanModel) -> list[str]:
 
 
 def predict_uploads(
-    uploads: Iterable[tuple[str, Callable[[], bytes]]],
-    model: ScanModel,
+    uploads: Iterable[tuple[str, Callable[[], bytes | ScanSightError]]],
+    model: ScanModel | dict[str, ScanModel],
     batch_size: int = 32,
     on_progress: Callable[[int], None] | None = None,
     gate: ScanModel | None = None,
 ) -> list[BatchRow]:
-    """Rows for (name, read-bytes) pairs, in order; images are predicted in batches. With the `gate`
-    model, an image that is not the kind the model knows is flagged (the batch still predicts it)."""
-    rows: list[BatchRow] = []
-    pending: list[tuple[BatchRow, np.ndarray]] = []
+    """Rows for (name, read-bytes) pairs, in order; images are predicted in batches per model.
 
-    def flush() -> None:
-        if not pending:
+    `model` is one classifier, or one per gate kind (``{"chest-xray": ..., "brain-mri": ...}``, which needs the
+    `gate`). With the gate, an image that is not a kind some model here knows gets no label and no
+    probabilities, only its gate verdict and a flag; without it, the single model answers every image."""
+    from core.gate import GATE_LABELS, check_image
+
+    models = model if isinstance(model, dict) else None
+    if models is not None and gate is None:
+        raise ValueError("choosing the model per image needs the gate")
+    rows: list[BatchRow] = []
+    pending: dict[str, list[tuple[BatchRow, np.ndarray]]] = {}
+    by_name: dict[str, ScanModel] = {}
+
+    def flush(name: str) -> None:
+        chosen, queue = by_name[name], pending.pop(name, [])
+        if not queue:
             return
-        probabilities = model.probabilities(np.stack([prepared for _, prepared in pending]))
-        decisions = model.decide(probabilities)
-        for (row, _), p, decision in zip(pending, probabilities, decisions, strict=True):
-            index = model.card.positive_index
-            row.probability = round(float(p[index] if index is not None else p.max()), 4)
-            row.label = model.classes[int(decision)]
-        pending.clear()
+        probabilities = chosen.probabilities(np.stack([prepared for _, prepared in queue]))
+        decisions = chosen.decide(probabilities)
+        for (row, _), p, decision in zip(queue, probabilities, decisions, strict=True):
+            row.probabilities = {c: round(float(v), 4) for c, v in zip(chosen.classes, p, strict=True)}
+            row.label = chosen.classes[int(decision)]
 
     for done, (name, read) in enumerate(uploads, start=1):
-        row = BatchRow(file=name, model=model.name)
+        row = BatchRow(file=name)
         rows.append(row)
         try:
             content = read()
@@ -98,30 +137,48 @@ def predict_uploads(
                 raise content
             image = load_image(content, Path(name).name)
             row.modality = image.modality or image.source_format.upper()
-            flags = header_flags(image, model)
+            chosen = model if models is None else None
+            flags: list[str] = []
             if gate is not None:
-                from core.gate import GATE_LABELS, check_image
-
                 verdict = check_image(gate, image)
-                if not verdict.fits(model.card.modality):
-                    kind = "none of the kinds the models know" if verdict.kind == "other" else GATE_LABELS[verdict.kind]
-                    flags.insert(0, f"gate: looks like {kind}, answer not meaningful")
+                kind = verdict.kind
+                row.gate = f"{GATE_LABELS[kind].removeprefix('a ')} {verdict.probabilities[kind]:.0%}"
+                if kind == "other":
+                    row.gate = f"refused ({max(verdict.probabilities.values()):.0%} at most for any kind)"
+                if models is not None:
+                    chosen = models.get(kind)
+                    if chosen is None:
+                        what = "none of the kinds the models know" if kind == "other" else GATE_LABELS[kind]
+                        flags.append(f"gate: looks like {what}; no batch model answers it (no label)")
+                elif not verdict.fits(model.card.modality):
+                    what = "none of the kinds the models know" if kind == "other" else GATE_LABELS[kind]
+                    flags.append(f"gate: looks like {what}, not what {model.name} knows (no label)")
+                    chosen = None
+            if chosen is not None:
+                row.model = chosen.name
+                flags = header_flags(image, chosen) + flags
+                by_name[chosen.name] = chosen
+                pending.setdefault(chosen.name, []).append((row, chosen.prepare(image)))
+                if len(pending[chosen.name]) >= batch_size:
+                    flush(chosen.name)
             row.flags = "; ".join(flags)
-            pending.append((row, model.prepare(image)))
         except ScanSightError as error:
             row.error = str(error)
         except OSError as error:
             row.error = f"cannot read the file ({error.strerror or error})"
-        if len(pending) >= batch_size:
-            flush()
         if on_progress:
             on_progress(done)
-    flush()
+    for name in list(pending):
+        flush(name)
     return rows
 
 
 def predict_files(
-    files: Sequence[Path], model: ScanModel, batch_size: int = 32, progress: bool = True, gate: ScanModel | None = None
+    files: Sequence[Path],
+    model: ScanModel | dict[str, ScanModel],
+    batch_size: int = 32,
+    progress: bool = True,
+    gate: ScanModel | None = None,
 ) -> list[BatchRow]:
     """Rows for files on disk, with a progress bar; unreadable files get a note on stderr."""
     from tqdm import tqdm
@@ -246,10 +303,10 @@ def safe_cell(value: object) -> object:
 
 def write_csv(rows: Sequence[BatchRow], target) -> None:
     """The table as CSV; every cell through `safe_cell`, so no row can fail to be written."""
-    writer = csv.DictWriter(target, fieldnames=COLUMNS)
+    writer = csv.DictWriter(target, fieldnames=columns_for(rows), restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: safe_cell(value) for key, value in asdict(row).items()})
+        writer.writerow({key: safe_cell(value) for key, value in row.record().items()})
 
 
 def open_output(path: Path):
@@ -265,33 +322,43 @@ def open_output(path: Path):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders")
-    parser.add_argument("--task", default="pneumonia", help="model name in weights/ (default: pneumonia)")
+    parser.add_argument(
+        "--task", default="auto", help="'auto' (default: the gate picks the model per image) or a classifier's name"
+    )
+    parser.add_argument("--chest-task", default="pneumonia", help="with --task auto: the chest X-ray question")
     parser.add_argument("--csv", type=Path, default=None, help="write the table here (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="folder of models and cards")
     parser.add_argument("--no-gate", action="store_true", help="do not flag images the gate says are another kind")
     args = parser.parse_args(argv)
+    gate = None
+    if not args.no_gate and (Path(args.weights) / "gate.json").exists():
+        gate = ScanModel.load("gate", args.weights)
+    if args.task == "auto" and gate is None:
+        parser.error("--task auto needs the gate: name a task, or leave out --no-gate")
     try:
-        model = ScanModel.load(args.task, args.weights)
+        if args.task == "auto":
+            wanted = {**AUTO_MODELS, "chest-xray": args.chest_task}
+            model = {kind: ScanModel.load(name, args.weights) for kind, name in wanted.items()
+                     if (Path(args.weights) / f"{name}.json").exists()}  # fmt: skip
+        else:
+            model = ScanModel.load(args.task, args.weights)
     except ScanSightError as error:
         parser.error(str(error))
-    if model.card.task == "segmentation":
-        parser.error("batch prediction takes a classifier; segmentation models are used from the app")
+    for chosen in model.values() if isinstance(model, dict) else [model]:
+        if chosen.card.task == "segmentation":
+            parser.error("batch prediction takes a classifier; segmentation models are used from the app")
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")
     output = open_output(args.csv) if args.csv else sys.stdout
-    gate = None
-    if not args.no_gate and (Path(args.weights) / "gate.json").exists():
-        gate = ScanModel.load("gate", args.weights)
     try:
         rows = predict_files(files, model, args.batch_size, gate=gate)
         write_csv(rows, output)
     finally:
         if output is not sys.stdout:
             output.close()
-    failed = sum(1 for row in rows if row.error)
-    print(f"{len(rows)} files, {len(rows) - failed} predicted, {failed} could not be read", file=sys.stderr)
+    print(summary(rows), file=sys.stderr)
     return 0
 
 

@@ -2,16 +2,21 @@
 
 import hashlib
 import io
-from dataclasses import asdict
 
 import streamlit as st
 
 from core import inference
 from core.errors import ScanSightError
-from core.predict import COLUMNS, unzip_in_memory, write_csv
+from core.predict import AUTO_MODELS, columns_for, summary, unzip_in_memory, write_csv
 from pages.shared.common import all_model_cards, model_call, model_cards, page_setup, show_error
 
 CHUNK = 32
+AUTO = "auto"
+CHEST_QUESTIONS = {
+    "pneumonia": "Pneumonia or normal? (children)",
+    "pneumonia-type": "Normal, bacterial or viral pneumonia? (children)",
+    "covid": "COVID-19 or normal? (adults)",
+}
 
 page_setup("Batch")
 st.title("🗂️ Batch")
@@ -21,13 +26,30 @@ cards = {name: card for name, card in model_cards().items() if card.task != "seg
 if not cards:
     st.error("No classifier is installed in `weights/`.")
     st.stop()
-name = st.selectbox("Model", list(cards), format_func=lambda n: cards[n].title, key="batch_model")
+use_gate = "gate" in all_model_cards()
+choices = ([AUTO] if use_gate else []) + list(cards)
+name = st.selectbox(
+    "Model",
+    choices,
+    format_func=lambda n: "Automatic: the model that fits each image (chosen by the gate)" if n == AUTO
+    else cards[n].title,
+    key="batch_model",
+)  # fmt: skip
+models: str | dict[str, str] = name
+if name == AUTO:
+    chest = st.radio("Question for chest X-rays", [n for n in CHEST_QUESTIONS if n in cards],
+                     format_func=CHEST_QUESTIONS.get, horizontal=True, key="batch_chest")  # fmt: skip
+    models = {kind: model for kind, model in {**AUTO_MODELS, "chest-xray": chest}.items() if model in cards}
+    st.caption(
+        "Chest X-rays get the question above, brain MRI slices the tumour classifier; CT slices (segmentation "
+        "only: use the CT page) and images that are none of these get no answer."
+    )
 files = st.file_uploader("Images or a .zip", accept_multiple_files=True, key="batch_files")
 if not files:
     st.info("Choose files above; each becomes one row of the table.", icon="🗂️")
     st.stop()
 
-uploads: list[tuple[str, bytes]] = []
+uploads: list[tuple[str, bytes | ScanSightError]] = []
 for file in files:
     data = file.getvalue()
     if file.name.lower().endswith(".zip"):
@@ -38,20 +60,36 @@ for file in files:
     else:
         uploads.append((file.name, data))
 
-key = (name, hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in uploads)).hexdigest())
+digest = hashlib.sha256()
+for upload_name, content in uploads:
+    digest.update(upload_name.encode("utf-8", "replace"))
+    digest.update(hashlib.sha256(content).digest() if isinstance(content, bytes) else str(content).encode())
+key = (str(models), digest.hexdigest())
 if st.session_state.get("batch_key") != key:
     bar = st.progress(0.0, text="Predicting…")
-    rows, use_gate = [], "gate" in all_model_cards()
+    rows = []
     for start in range(0, len(uploads), CHUNK):  # chunks through the model process: a progress bar, bounded pipes
-        rows += model_call(inference.batch_rows, name, uploads[start : start + CHUNK], use_gate)
+        rows += model_call(inference.batch_rows, models, uploads[start : start + CHUNK], use_gate)
         bar.progress(len(rows) / len(uploads), text=f"{len(rows)} / {len(uploads)} files")
     bar.empty()
     st.session_state["batch_key"], st.session_state["batch_rows"] = key, rows
 rows = st.session_state["batch_rows"]
 
-failed = sum(1 for row in rows if row.error)
-st.markdown(f"**{len(rows)} files**: {len(rows) - failed} predicted, {failed} could not be read.")
-st.dataframe([asdict(row) for row in rows], column_order=COLUMNS, width="stretch", hide_index=True)
+st.markdown(f"**{summary(rows)}.**")
+columns = columns_for(rows)
+st.dataframe(
+    [row.record() for row in rows],
+    column_order=columns,
+    column_config={
+        "flags": st.column_config.TextColumn("flags", width="large"),
+        "error": st.column_config.TextColumn("error", width="large"),
+        **{c: st.column_config.NumberColumn(c, format="%.3f") for c in columns if c.startswith("p_")},
+    },
+    width="stretch",
+    hide_index=True,
+)
+st.caption("`p_<class>`: the model's calibrated probability of that class; `label`: its answer at its threshold. "
+           "Rows without a label were not answered: the gate found no model here for that kind of image.")  # fmt: skip
 buffer = io.StringIO()
 write_csv(rows, buffer)
 st.download_button("Download CSV", buffer.getvalue(), file_name="scansight_batch.csv", mime="text/csv", icon="⬇️")

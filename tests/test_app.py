@@ -340,3 +340,30 @@ def test_the_pdf_carries_every_warning_and_override_the_page_showed_above_the_re
     assert "Warnings shown on the page" in text
     assert "withheld" in text and "Shown anyway at the user's request" in text
     assert text.index("Warnings shown on the page") < text.index("Findings")
+
+
+@needs_model
+def test_batch_defaults_to_the_model_that_fits_each_image_and_refused_images_get_no_label():
+    import csv
+    import io
+
+    from core.predict import write_csv
+
+    chest = sorted(data_path("chest_xray", "test", "NORMAL").glob("*.jpeg"))[0]
+    mri = next(p for p in sorted(data_path("lgg_mri").rglob("*.jpg")) if "mask" not in p.name)
+    at = visit(start(), "pages/batch.py")
+    assert at.selectbox(key="batch_model").value == "auto"
+    at.file_uploader(key="batch_files").set_value([
+        (chest.name, chest.read_bytes(), "image/jpeg"), (mri.name, mri.read_bytes(), "image/jpeg"),
+        ("coffee.png", natural_photo(), "image/png"),
+    ]).run()  # fmt: skip
+    assert not at.exception
+    assert "3 files: 2 answered, 1 without an answer" in all_text(at)
+    assert any(b.label == "Download CSV" for b in at.get("download_button"))
+    buffer = io.StringIO()
+    write_csv(at.session_state["batch_rows"], buffer)
+    rows = {row["file"]: row for row in csv.DictReader(io.StringIO(buffer.getvalue()))}
+    assert rows[chest.name]["model"] == "pneumonia" and rows[chest.name]["p_PNEUMONIA"]
+    assert rows[mri.name]["model"] == "mri-tumour" and rows[mri.name]["p_TUMOUR"]
+    assert rows["coffee.png"]["label"] == "" and rows["coffee.png"]["gate"].startswith("refused")
+    assert "no label" in rows["coffee.png"]["flags"]

@@ -91,13 +91,14 @@ def test_zip_limits_encrypted_members_and_lying_sizes():
 )  # fmt: skip
 def test_csv_cells_are_safe_for_any_file_name(name):
     buffer = io.StringIO()
-    write_csv([BatchRow(file=name, label="NORMAL", probability=0.5), BatchRow(file="next.png")], buffer)
+    first = BatchRow(file=name, label="NORMAL", probabilities={"NORMAL": 0.5, "PNEUMONIA": 0.5})
+    write_csv([first, BatchRow(file="next.png")], buffer)
     buffer.getvalue().encode("utf-8")  # always valid UTF-8
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert len(rows) == 2 and rows[1]["file"] == "next.png"  # the row after it is not lost
     cell = rows[0]["file"]
     assert not cell.startswith(("=", "+", "-", "@")) and len(cell) <= 256 and cell.isprintable()
-    assert rows[0]["probability"] == "0.5"
+    assert rows[0]["p_NORMAL"] == "0.5"
 
 
 def test_safe_cell_keeps_numbers_and_plain_names():
@@ -108,14 +109,14 @@ def test_the_csv_path_is_checked_before_any_work(tmp_path, capsys):
     image = tmp_path / "chest.png"
     image.write_bytes(png_bytes(synthetic_chest()))
     with pytest.raises(SystemExit, match="does not exist"):
-        main([str(image), "--csv", str(tmp_path / "missing" / "out.csv"), "--no-gate"])
+        main([str(image), "--task", "pneumonia", "--csv", str(tmp_path / "missing" / "out.csv"), "--no-gate"])
 
 
 def test_a_zip_given_to_the_cli_is_read_member_by_member(tmp_path, capsys):
     archive = tmp_path / "set.zip"
     archive.write_bytes(memory_check.zip_of({"a.png": png_bytes(synthetic_chest()), "broken.png": b"\x89PNG\r\n"}))
     out = tmp_path / "out.csv"
-    assert main([str(archive), "--csv", str(out), "--no-gate"]) == 0
+    assert main([str(archive), "--task", "pneumonia", "--csv", str(out), "--no-gate"]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [row["file"].rsplit("/", 1)[-1] for row in rows] == ["a.png", "broken.png"]
     assert rows[0]["label"] and rows[1]["error"]

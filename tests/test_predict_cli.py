@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from core import predict
 from tests.helpers import encode, png_bytes, synthetic_chest
 from tests.test_models import make_model
@@ -25,19 +27,19 @@ def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4
     by_name = {row["file"].rsplit("/", 1)[-1]: row for row in rows}
-    assert by_name["a.png"]["label"] in {"NORMAL", "PNEUMONIA"} and 0 <= float(by_name["a.png"]["probability"]) <= 1
+    assert by_name["a.png"]["label"] in {"NORMAL", "PNEUMONIA"} and 0 <= float(by_name["a.png"]["p_PNEUMONIA"]) <= 1
+    assert float(by_name["a.png"]["p_PNEUMONIA"]) + float(by_name["a.png"]["p_NORMAL"]) == pytest.approx(1, abs=1e-3)
     assert by_name["b.jpg"]["label"] and not by_name["b.jpg"]["error"]
     assert "damaged or truncated" in by_name["broken.png"]["error"]
     assert "empty" in by_name["empty.jpg"]["error"]
     err = capsys.readouterr().err
-    assert "broken.png" in err and "4 files, 2 predicted, 2 could not be read" in err
+    assert "broken.png" in err and "4 files: 2 answered, 0 without an answer" in err and "2 could not be read" in err
     assert "Traceback" not in err
 
 
 def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
     import shutil
 
-    import pytest
     import skimage
 
     from core.cards import WEIGHTS_DIR, list_cards
@@ -53,7 +55,28 @@ def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
     shutil.copy(f"{skimage.__path__[0]}/data/coffee.png", photo)
     out = tmp_path / "out.csv"
     assert predict.main([str(photo), "--weights", str(weights), "--csv", str(out)]) == 0
+    row = next(csv.DictReader(out.open()))  # --task auto: no model for a photo
+    assert row["flags"].startswith("gate: looks like none of the kinds") and row["label"] == ""
+    assert row["gate"].startswith("refused") and not row["model"]
+    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)]) == 0
     row = next(csv.DictReader(out.open()))
-    assert row["flags"].startswith("gate: looks like none of the kinds") and row["label"]
-    assert predict.main([str(photo), "--weights", str(weights), "--csv", str(out), "--no-gate"]) == 0
-    assert "gate" not in next(csv.DictReader(out.open()))["flags"]
+    assert "not what pneumonia knows" in row["flags"] and row["label"] == "" and not row.get("p_PNEUMONIA")
+    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out),
+                         "--no-gate"]) == 0  # fmt: skip
+    row = next(csv.DictReader(out.open()))
+    assert "gate" not in row["flags"] and row["label"] and row["gate"] == ""
+
+
+def test_auto_picks_the_model_that_fits_each_image(tmp_path, capsys):
+    from core.cards import list_cards
+    from tests.helpers import data_path
+
+    if not {"gate", "pneumonia", "mri-tumour"} <= set(list_cards()):
+        pytest.skip("the committed gate, pneumonia and mri-tumour models are needed")
+    chest = sorted(data_path("chest_xray", "test", "NORMAL").glob("*.jpeg"))[0]
+    mri = next(p for p in sorted(data_path("lgg_mri").rglob("*.jpg")) if "mask" not in p.name)
+    out = tmp_path / "out.csv"
+    assert predict.main([str(chest), str(mri), "--csv", str(out)]) == 0
+    rows = {row["file"]: row for row in csv.DictReader(out.open())}
+    assert rows[str(chest)]["model"] == "pneumonia" and rows[str(chest)]["p_PNEUMONIA"]
+    assert rows[str(mri)]["model"] == "mri-tumour" and rows[str(mri)]["label"] in {"TUMOUR", "NO_TUMOUR"}
