@@ -16,6 +16,7 @@ st.markdown(
     "tumour or infection mask drawn over the slice, with its area."
 )
 st.warning(DISCLAIMER, icon="⚕️")
+st.page_link("pages/upload.py", label="Start: upload an image (or try a sample)", icon="📤")
 
 st.subheader("How to use it")
 st.markdown(

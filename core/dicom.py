@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -102,7 +103,7 @@ def load_dicom(data: bytes, all_frames: bool = True, window: tuple[float, float]
         body_part=_text(dataset, "BodyPartExamined"),
         pixel_spacing_mm=_pixel_spacing(dataset),
         bits_stored=_int(dataset, "BitsStored"),
-        technical={name: _text(dataset, name) for name in TECHNICAL_FIELDS if _text(dataset, name)},
+        technical=_technical(dataset),
         patient={name: _text(dataset, name) for name in PATIENT_FIELDS if _text(dataset, name)},
     )
 
@@ -206,6 +207,21 @@ def _robust_unit(values: np.ndarray) -> np.ndarray:
     if high <= low:
         return rescale_to_unit(values)
     return np.clip((values - low) / (high - low), 0, 1).astype(np.float32)
+
+
+def _technical(dataset) -> dict[str, str]:
+    """The header fields worth showing, as a reader would write them ("0.143 x 0.143 mm", not "0.143\\0.143")."""
+    fields = {name: _text(dataset, name) for name in TECHNICAL_FIELDS if _text(dataset, name)}
+    spacing = _pixel_spacing(dataset)
+    if spacing and "PixelSpacing" in fields:
+        fields["PixelSpacing"] = f"{spacing[0]:.6g} x {spacing[1]:.6g} mm (row x column)"
+    elif "PixelSpacing" in fields:
+        fields["PixelSpacing"] += " (not a valid spacing: areas stay in pixels)"
+    for name in ("WindowCenter", "WindowWidth"):
+        if name in fields:
+            with contextlib.suppress(ValueError):
+                fields[name] = ", ".join(f"{float(part):.6g}" for part in fields[name].split("\\"))
+    return fields
 
 
 def _int(dataset, name: str) -> int | None:

@@ -27,7 +27,6 @@ from core.loading import LoadedImage, load_image
 
 GATE_CLASSES = ["chest-xray", "brain-mri", "ct", "other"]
 GATE_LABELS = {"chest-xray": "a chest X-ray", "brain-mri": "a brain MRI slice", "ct": "a CT slice", "other": "none"}
-GATE_PAGES = {"chest-xray": "Chest X-ray prediction", "brain-mri": "Brain MRI", "ct": "CT lung infection"}
 GATE_SIZE = 64
 ACCEPT_PROBABILITY = 0.5
 THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -87,7 +86,7 @@ class GateVerdict:
             )
         return (
             f"The image looks like {GATE_LABELS[self.kind]} ({p[self.kind]:.0%}), not {GATE_LABELS[expected]} "
-            f"({p[expected]:.0%}): use the **{GATE_PAGES[self.kind]}** page."
+            f"({p[expected]:.0%})."
         )
 
 

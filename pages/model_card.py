@@ -145,8 +145,28 @@ if card.mask_threshold is not None:
 if card.calibration_method:
     st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
 
+def readable(value) -> str:
+    """A card value as text a reader can scan: lists as counts or short joins, numbers with separators."""
+    if isinstance(value, list):
+        return f"{len(value)} items" if len(value) > 8 else ", ".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {readable(item)}" for key, item in value.items())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
 with st.expander("Data and split", expanded=True):
-    st.json({k: v for k, v in card.data.items() if not k.endswith("_patients")}, expanded=True)
+    st.table(
+        {
+            "": [key.replace("_", " ") for key in card.data if not key.endswith("_patients")],
+            "value": [readable(value) for key, value in card.data.items() if not key.endswith("_patients")],
+        }
+    )
+    listed = [key for key in card.data if key.endswith("_patients")]
+    if listed:
+        st.caption("Patient lists (ids, for reproducibility): " + "; ".join(
+            f"{key.replace('_', ' ')}: {len(card.data[key])}" for key in listed) + ".")  # fmt: skip
 with st.expander("Network and training"):
     st.markdown(card.architecture)
     st.json({k: v for k, v in card.training.items() if k != "history"}, expanded=False)
@@ -161,7 +181,7 @@ st.markdown("**Limits**")
 for limit in card.limits:
     st.markdown(f"- {limit}")
 
-rows = transfer_table(cards)
+rows = transfer_table(cards) if card.modality == "chest-xray" else []  # the chest study only
 if rows:
     st.divider()
     st.subheader("Transfer learning: fine-tuned backbone vs from scratch")

@@ -76,16 +76,15 @@ with left:
     with st.expander("Original image"):
         st.image(fit_for_display(to_rgb8(picture)), width="stretch")
 with right:
+    st.metric("Model answer", prediction.label)
     if prediction.positive_class and prediction.threshold is not None:
-        p = prediction.positive_probability
-        verdict = "above" if p >= prediction.threshold else "below"
-        st.metric(f"P({prediction.positive_class})", f"{p:.1%}")
+        p, positive = prediction.positive_probability, prediction.positive_class
+        verdict = "at or above" if p >= prediction.threshold else "below"
         st.markdown(
-            f"Model answer: **{prediction.label}** — the probability is {verdict} the decision threshold "
-            f"**{prediction.threshold:.2f}** ({card.threshold_method})."
+            f"The model answers **{positive}** only when P({positive}) reaches its operating point "
+            f"**{prediction.threshold:.0%}** ({card.threshold_method}). Here P({positive}) = {p:.1%}, {verdict} "
+            f"that point, so the answer is **{prediction.label}**."
         )
-    else:
-        st.markdown(f"Model answer: **{prediction.label}**")
     figure = go.Figure(
         go.Bar(
             x=[prediction.probabilities[c] for c in prediction.classes],
@@ -96,9 +95,12 @@ with right:
         )
     )
     if prediction.threshold is not None:
-        figure.add_vline(x=prediction.threshold, line_dash="dash", annotation_text="threshold")
+        figure.add_vline(
+            x=prediction.threshold, line_dash="dash", annotation_text=f"operating point {prediction.threshold:.0%}",
+            annotation_position="top left",
+        )  # fmt: skip
     figure.update_layout(
-        xaxis={"range": [0, 1], "title": "probability"}, height=220, margin={"l": 10, "r": 10, "t": 10, "b": 10}
+        xaxis={"range": [0, 1], "title": "probability"}, height=240, margin={"l": 10, "r": 10, "t": 34, "b": 10}
     )
     st.plotly_chart(figure, width="stretch")
     test_caption(card)

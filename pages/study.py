@@ -46,7 +46,9 @@ for family in config["families"]:
     if not rows:
         continue
     figure.add_trace(
-        go.Bar(
+        go.Scatter(  # dots with intervals, not bars: the axis does not start at 0, so bar lengths would mislead
+            mode="markers",
+            marker={"size": 11},
             name=FAMILY_LABELS[family],
             x=preprocessings,
             y=[rows[p][f"{field}_mean"] if p in rows else None for p in preprocessings],
@@ -55,7 +57,7 @@ for family in config["families"]:
     )
 low = min((r[f"{field}_mean"] - r[f"{field}_std"] for r in table), default=0.5)
 figure.update_layout(
-    barmode="group", yaxis={"title": f"{metric}, mean ± std over folds", "range": [max(0.0, low - 0.05), 1.0]},
+    scattermode="group", yaxis={"title": f"{metric}, mean ± std over folds", "range": [max(0.0, low - 0.05), 1.0]},
     xaxis={"title": "preprocessing"}, height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10},
 )  # fmt: skip
 st.plotly_chart(figure, width="stretch")

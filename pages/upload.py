@@ -5,6 +5,7 @@ import streamlit as st
 from core.explain import fit_for_display, to_rgb8
 from core.loading import MAX_FILE_BYTES
 from pages.shared.common import (
+    PAGE_FOR_KIND,
     clear_upload,
     current_upload,
     frame_picker,
@@ -20,7 +21,8 @@ page_setup("Upload")
 st.title("📤 Upload")
 st.caption(
     "PNG, JPEG, TIFF or DICOM (.dcm, or no extension). The file stays in this browser session's memory: "
-    "it is never written to disk or logged."
+    "it is never written to disk or logged. Reloading the browser tab starts a new session and forgets the "
+    "image: move between pages with the menu instead."
 )
 
 uploaded = st.file_uploader(
@@ -82,11 +84,7 @@ with right:
             else "**Looks like:** none of the images the models know (chest X-ray, brain MRI slice, CT slice)"
         )
     order = {"chest-xray": 0, "brain-mri": 1, "ct": 2}
-    links = [
-        ("chest-xray", "pages/prediction.py", "Chest X-ray prediction", "🔎"),
-        ("brain-mri", "pages/mri.py", "Brain MRI segmentation", "🧠"),
-        ("ct", "pages/ct.py", "CT lung infection", "🫁"),
-    ]
+    links = [(kind, *PAGE_FOR_KIND[kind]) for kind in order]
     if verdict is not None and verdict.accepted:  # the page that fits first
         order[verdict.kind] = -1
     for _, page, label, icon in sorted(links, key=lambda link: order[link[0]]):

@@ -47,6 +47,7 @@ def past_gate(at: AppTest) -> AppTest:
 def all_text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
     parts += [i.value for i in at.info] + [c.value for c in at.caption] + [t.value for t in at.title]
+    parts += [f"{m.label}: {m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
 
@@ -110,7 +111,9 @@ def test_prediction_page_shows_probability_threshold_and_heatmap(method):
     at.radio(key="pred_cam").set_value(method).run()
     assert not at.exception
     text = all_text(at)
-    assert "Model answer" in text and "threshold" in text
+    assert "Model answer" in text and "operating point" in text
+    answer = next(m for m in at.metric if m.label == "Model answer").value
+    assert f"so the answer is **{answer}**" in text  # the answer and the probability cannot be read apart
     assert at.get("plotly_chart")
     assert any(caption.startswith(("Grad-CAM", "Grad-CAM++")) for caption in captions(at))
     assert any(button.label == "Download PDF report" for button in at.get("download_button"))
@@ -262,8 +265,9 @@ def test_the_gate_withholds_predictions_for_a_photo_until_asked(page):
     text = all_text(at)
     assert "does not look like a chest X-ray, a brain MRI slice or a CT slice" in text
     assert "withheld" in text and "Model answer" not in text and not at.get("plotly_chart")
+    assert "The image the gate refused" in captions(at)  # the page shows what it refused
     at = past_gate(at)
-    assert "Outside what the model knows" in all_text(at)
+    assert "Shown anyway at the user's request: outside what the model knows" in all_text(at)
 
 
 @pytest.mark.skipif("covid" not in list_cards(), reason="no committed COVID-19 model in weights/")
@@ -367,3 +371,10 @@ def test_batch_defaults_to_the_model_that_fits_each_image_and_refused_images_get
     assert rows[mri.name]["model"] == "mri-tumour" and rows[mri.name]["p_TUMOUR"]
     assert rows["coffee.png"]["label"] == "" and rows["coffee.png"]["gate"].startswith("refused")
     assert "no label" in rows["coffee.png"]["flags"]
+
+
+def test_home_links_to_upload_in_its_body_and_upload_warns_that_a_reload_forgets_the_image():
+    at = start()
+    assert any(link.proto.page == "upload" for link in at.main.get("page_link"))
+    at = visit(at, "pages/upload.py")
+    assert "Reloading the browser tab" in all_text(at)

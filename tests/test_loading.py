@@ -319,3 +319,14 @@ def test_deflated_dicom_is_refused():
 
 def test_no_file_name_is_fine():
     assert load_image(png_bytes(synthetic_chest(32)), None).source_format == "png"
+
+
+def test_pixel_spacing_reads_as_millimetres_not_as_a_float_repr():
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    dataset.PixelSpacing = [0.1 + 0.043, 0.143]  # 0.14300000000000002 as a float
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    image = load_image(buffer.getvalue(), "spacing.dcm")
+    assert image.technical["PixelSpacing"] == "0.143 x 0.143 mm (row x column)"

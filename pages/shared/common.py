@@ -10,6 +10,7 @@ import streamlit as st
 from core import inference
 from core.cards import ModelCard
 from core.errors import ScanSightError
+from core.explain import fit_for_display, to_rgb8
 from core.gate import GateVerdict
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
@@ -21,6 +22,13 @@ DISCLAIMER = (
     "**not** give a diagnosis: never use its output to make clinical decisions."
 )
 
+
+#: The page that fits each kind of image the gate recognises: (script, label, icon).
+PAGE_FOR_KIND = {
+    "chest-xray": ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
+    "brain-mri": ("pages/mri.py", "Brain MRI", "🧠"),
+    "ct": ("pages/ct.py", "CT lung infection", "🫁"),
+}
 
 #: The app's pages in menu order: (script, label, icon). The sidebar is drawn from this list.
 PAGES = [
@@ -139,6 +147,11 @@ def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
             st.caption("✅ " + verdict.reason(expected))
         return True
     notice(verdict.reason(expected) + " The prediction is withheld.", icon="🚫")
+    if verdict.kind in PAGE_FOR_KIND:
+        script, label, icon = PAGE_FOR_KIND[verdict.kind]
+        st.page_link(script, label=f"Open the {label} page, which fits this image", icon=icon)
+    left, _ = st.columns([1, 2])
+    left.image(fit_for_display(to_rgb8(image.frame(frame)), 384), caption="The image the gate refused")
     anyway = st.checkbox(
         "Show the model's answer anyway (it will be marked as outside what the model knows)",
         value=False,
