@@ -60,6 +60,21 @@ def columns_for(rows: Sequence[BatchRow]) -> list[str]:
     return [*LEADING_COLUMNS, *probability_columns, *TRAILING_COLUMNS]
 
 
+def named_for_output(rows: Sequence[BatchRow], keep: str = "plain") -> list[BatchRow]:
+    """Rows with the file names an output may carry: ``keep="all"`` the originals, ``"plain"`` the originals except
+    identifier-like ones (UUIDs, long numbers, UIDs, dates: "file N" instead), ``"none"`` only "file N"."""
+    from dataclasses import replace
+
+    from core.privacy import looks_identifying
+
+    out = []
+    for index, row in enumerate(rows, start=1):
+        parts = str(row.file).replace("\\", "/").split("/")
+        hide = keep == "none" or (keep == "plain" and any(looks_identifying(part) for part in parts))
+        out.append(replace(row, file=f"file {index}") if hide else row)
+    return out
+
+
 def summary(rows: Sequence[BatchRow]) -> str:
     failed = sum(1 for row in rows if row.error)
     answered = sum(1 for row in rows if row.answered)
@@ -330,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="folder of models and cards")
     parser.add_argument("--no-gate", action="store_true", help="do not flag images the gate says are another kind")
+    parser.add_argument(
+        "--keep-names", action="store_true",
+        help="write every file name as it is (default: identifier-like names, such as a PatientID, become 'file N')",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     gate = None
     if not args.no_gate and (Path(args.weights) / "gate.json").exists():
@@ -354,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = open_output(args.csv) if args.csv else sys.stdout
     try:
         rows = predict_files(files, model, args.batch_size, gate=gate)
-        write_csv(rows, output)
+        write_csv(named_for_output(rows, "all" if args.keep_names else "plain"), output)
     finally:
         if output is not sys.stdout:
             output.close()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import inference
 from core.errors import ScanSightError
-from core.predict import AUTO_MODELS, columns_for, summary, unzip_in_memory, write_csv
+from core.predict import AUTO_MODELS, columns_for, named_for_output, summary, unzip_in_memory, write_csv
 from pages.shared.common import all_model_cards, model_call, model_cards, page_setup, show_error
 
 CHUNK = 32
@@ -76,9 +76,13 @@ if st.session_state.get("batch_key") != key:
 rows = st.session_state["batch_rows"]
 
 st.markdown(f"**{summary(rows)}.**")
+keep_names = st.checkbox(
+    "Keep the original file names in the table and the CSV", value=False, key="batch_keep_names",
+    help="Off: names that look like identifiers are shown as 'file N', and the CSV carries no file name at all.",
+)  # fmt: skip
 columns = columns_for(rows)
 st.dataframe(
-    [row.record() for row in rows],
+    [row.record() for row in named_for_output(rows, "all" if keep_names else "plain")],
     column_order=columns,
     column_config={
         "flags": st.column_config.TextColumn("flags", width="large"),
@@ -91,6 +95,6 @@ st.dataframe(
 st.caption("`p_<class>`: the model's calibrated probability of that class; `label`: its answer at its threshold. "
            "Rows without a label were not answered: the gate found no model here for that kind of image.")  # fmt: skip
 buffer = io.StringIO()
-write_csv(rows, buffer)
+write_csv(named_for_output(rows, "all" if keep_names else "none"), buffer)
 st.download_button("Download CSV", buffer.getvalue(), file_name="scansight_batch.csv", mime="text/csv", icon="⬇️")
 st.caption("Not a diagnosis: a teaching and demonstration tool.")

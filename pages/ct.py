@@ -76,7 +76,7 @@ with right:
         lambda: ReportContent(
             title="CT lung infection", card=cards["ct-infection"], image=fit_for_display(to_rgb8(picture)),
             overlay=drawn, overlay_caption="Predicted infection", findings=[("Infected area", area)],
-            file_name=st.session_state["upload"].name, warnings=[LUNG_SHARE_WITHHELD],
+            warnings=[LUNG_SHARE_WITHHELD],
         ),
         "scansight_ct_report.pdf",
     )  # fmt: skip

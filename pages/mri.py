@@ -95,7 +95,7 @@ with right:
         lambda: ReportContent(
             title="Brain MRI tumour segmentation", card=cards["mri-segmentation"],
             image=fit_for_display(to_rgb8(picture)), overlay=shown, overlay_caption="Predicted tumour mask",
-            findings=findings, file_name=st.session_state["upload"].name,
+            findings=findings,
         ),
         "scansight_mri_report.pdf",
     )  # fmt: skip

@@ -114,7 +114,6 @@ with right:
         lambda: ReportContent(
             title=card.title, card=card, image=fit_for_display(to_rgb8(picture)), overlay=shown,
             overlay_caption=f"{CAM_METHODS[method]} heatmap", findings=findings,
-            file_name=st.session_state["upload"].name,
         ),
         "scansight_report.pdf",
     )  # fmt: skip

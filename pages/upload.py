@@ -15,6 +15,7 @@ from pages.shared.common import (
     sample_images,
     set_upload,
     show_error,
+    upload_label,
 )
 
 page_setup("Upload")
@@ -52,7 +53,9 @@ if upload is None:
 image = loaded_image()
 left, right = st.columns([3, 2])
 with right:
-    st.markdown(f"**File:** {upload.name or 'unnamed'} ({len(upload.data) / 1e6:.2f} MB)")
+    st.markdown(f"**File:** {upload_label(upload)} ({len(upload.data) / 1e6:.2f} MB)")
+    if upload_label(upload) != upload.name:
+        st.caption("The file's name looks like an identifier (or holds a hidden patient field), so it is not shown.")
     if st.button("Remove this image", icon="🗑️", key="remove_image"):
         clear_upload()
         st.rerun()

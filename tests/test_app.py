@@ -378,3 +378,30 @@ def test_home_links_to_upload_in_its_body_and_upload_warns_that_a_reload_forgets
     assert any(link.proto.page == "upload" for link in at.main.get("page_link"))
     at = visit(at, "pages/upload.py")
     assert "Reloading the browser tab" in all_text(at)
+
+
+@needs_model
+def test_a_file_named_by_its_patient_id_is_shown_neutrally_and_kept_out_of_the_pdf():
+    path = sorted(data_path("rsna_sample").glob("*.dcm"))[0]
+    stem = path.stem
+    at = upload(start(), path.name, path.read_bytes(), "application/dicom")
+    assert stem not in sidebar_text(at) and "upload 1" in sidebar_text(at)
+    assert stem not in all_text(at)
+    at = past_gate(visit(at, "pages/prediction.py"))
+    text = pdf_text(at.session_state["report_pdf"][1])
+    assert stem not in text and "upload 1" in text
+    at.checkbox(key="report_keep_name").check().run()
+    assert stem in pdf_text(at.session_state["report_pdf"][1]).replace("\n", "")
+
+
+def test_the_batch_csv_carries_no_file_name_unless_asked():
+    import io
+
+    from core.predict import BatchRow, named_for_output, write_csv
+
+    rows = [BatchRow(file="0a8d486f-1aa6-4fcf-b7be-4bf04fc8628b.dcm"), BatchRow(file="chest.png")]
+    assert [r.file for r in named_for_output(rows, "plain")] == ["file 1", "chest.png"]
+    assert [r.file for r in named_for_output(rows, "none")] == ["file 1", "file 2"]
+    buffer = io.StringIO()
+    write_csv(named_for_output(rows, "all"), buffer)
+    assert "0a8d486f" in buffer.getvalue()

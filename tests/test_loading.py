@@ -330,3 +330,30 @@ def test_pixel_spacing_reads_as_millimetres_not_as_a_float_repr():
     dataset.save_as(buffer)
     image = load_image(buffer.getvalue(), "spacing.dcm")
     assert image.technical["PixelSpacing"] == "0.143 x 0.143 mm (row x column)"
+
+
+@pytest.mark.parametrize(
+    ("name", "identifying"),
+    [
+        ("0a8d486f-1aa6-4fcf-b7be-4bf04fc8628b.dcm", True),  # RSNA: the PatientID
+        ("TCGA_CS_4941_19960909_1.jpg", True),  # a study date
+        ("1.2.840.113619.2.55.3.604688.dcm", True),  # a DICOM UID
+        ("scan_2021-03-04.png", True),
+        ("a3f9c02b7e1d44aa.png", True),
+        ("chest.png", False),
+        ("person1_virus_6.jpeg", False),
+        ("IM-0115-0001.jpeg", False),
+    ],
+)
+def test_identifier_like_file_names_are_recognised(name, identifying):
+    from core.privacy import looks_identifying, shown_name
+
+    assert looks_identifying(name) is identifying
+    assert (shown_name(name, 3) == "upload 3") is identifying
+
+
+def test_a_file_name_holding_a_hidden_patient_field_is_not_shown():
+    from core.privacy import shown_name
+
+    assert shown_name("smith_chest.png", 1, hidden_values=["SMITH^JOHN", "smith"]) == "upload 1"
+    assert shown_name("chest.png", 1, hidden_values=["SMITH^JOHN"]) == "chest.png"

@@ -14,6 +14,7 @@ from core.explain import fit_for_display, to_rgb8
 from core.gate import GateVerdict
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
+from core.privacy import shown_name
 from core.samples import SampleImage, list_samples
 from core.worker import run_decoder, run_model
 
@@ -69,7 +70,7 @@ def show_current_image() -> None:
     if slot is None:
         return
     upload = current_upload()
-    slot.caption(f"Current image: **{upload.name or 'unnamed'}**" if upload else "No image uploaded yet.")
+    slot.caption(f"Current image: **{upload_label(upload)}**" if upload else "No image uploaded yet.")
 
 
 def notice(text: str, level: str = "warning", icon: str = "⚠️") -> None:
@@ -89,10 +90,23 @@ class Upload:
 
     name: str
     data: bytes
+    number: int = 1  # the session's n-th upload: its neutral name is "upload <number>"
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.data).hexdigest()[:16]
+
+
+def upload_label(upload: Upload | None = None) -> str:
+    """The name the app shows for an upload: its file name, or "upload N" when the name looks like an identifier
+    or holds one of the DICOM patient fields that are hidden (RSNA files are named by their PatientID)."""
+    upload = upload or current_upload()
+    if upload is None:
+        return ""
+    memo = st.session_state.get("loaded")
+    decoded = memo[1] if memo and memo[0] == upload.key else None
+    hidden = decoded.patient.values() if isinstance(decoded, LoadedImage) else ()
+    return shown_name(upload.name, upload.number, hidden)
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -176,7 +190,9 @@ def current_upload() -> Upload | None:
 
 
 def set_upload(name: str, data: bytes) -> None:
-    st.session_state["upload"] = Upload(name=name, data=data)
+    number = st.session_state.get("upload_count", 0) + 1
+    st.session_state["upload_count"] = number
+    st.session_state["upload"] = Upload(name=name, data=data, number=number)
     for key in RESULT_KEYS:
         st.session_state.pop(key, None)
     show_current_image()
@@ -206,6 +222,7 @@ def loaded_image() -> LoadedImage | ScanSightError | None:
             result = error
         st.session_state["loaded"] = (upload.key, result)
         memo = st.session_state["loaded"]
+        show_current_image()  # the patient fields are known now: the sidebar name may become neutral
     return memo[1]
 
 
@@ -243,12 +260,14 @@ def report_button(memo_key: tuple, make_report, file_name: str) -> None:
     """A PDF download; the PDF is built once per memo_key, not on every rerun of the page."""
     from core.report import build_pdf
 
+    keep_name = st.checkbox("Put the original file name in the report", value=False, key="report_keep_name")
     notices = page_notices()
-    memo_key = (memo_key, tuple(notices))
+    memo_key = (memo_key, tuple(notices), keep_name)
     memo = st.session_state.get("report_pdf")
     if memo is None or memo[0] != memo_key:
         content = make_report()
         content.warnings = notices + [w for w in content.warnings if w not in notices]
+        content.file_name = current_upload().name if keep_name else upload_label()
         memo = (memo_key, build_pdf(content))
         st.session_state["report_pdf"] = memo
     st.download_button("Download PDF report", memo[1], file_name=file_name, mime="application/pdf", icon="📄")
