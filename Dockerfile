@@ -11,6 +11,7 @@ COPY --chown=user app.py ./
 COPY --chown=user pages ./pages
 COPY --chown=user core ./core
 COPY --chown=user weights ./weights
+COPY --chown=user assets ./assets
 COPY --chown=user .streamlit ./.streamlit
 
 USER user

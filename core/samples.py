@@ -1,8 +1,10 @@
-"""Sample images for demos: a folder named by SCANSIGHT_SAMPLES, else DICOM files that ship with
-installed packages (pydicom-data, pydicom). Nothing is downloaded and nothing from ../shared is committed."""
+"""Sample images for demos: a folder named by SCANSIGHT_SAMPLES, else the demo set in assets/samples (test-split
+images whose licences allow redistribution, made by `python -m core.make_samples`) and DICOM files that ship with
+installed packages (pydicom-data, pydicom). Nothing is downloaded."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +14,15 @@ from core.data import IMAGE_SUFFIXES
 MAX_SAMPLES = 60
 #: Package DICOM files worth showing, with what they demonstrate.
 PACKAGE_DICOMS = {
-    "RG1_UNCR.dcm": "Chest CR, MONOCHROME1, 1955 x 1841, 15-bit",
-    "RG1_J2KR.dcm": "Chest CR, JPEG 2000 lossless",
-    "MR2_UNCR.dcm": "Head MR, 1024 x 1024, 12-bit, with pixel spacing",
-    "emri_small.dcm": "Head MR, 10 frames (multi-frame)",
-    "RG3_UNCR.dcm": "Extremity CR: a wrong body part for the chest model",
-    "CT_small.dcm": "CT slice: a wrong modality for every model",
-    "emri_small_jpeg_2k_lossless_too_short.dcm": "A truncated file: a bad input",
+    "RG1_UNCR.dcm": "DICOM: adult chest CR, MONOCHROME1, 1955 x 1841, 15-bit",
+    "RG1_J2KR.dcm": "DICOM: adult chest CR, JPEG 2000 lossless",
+    "MR2_UNCR.dcm": "DICOM: shoulder MR, 1024 x 1024, 12-bit (not a brain: a wrong-kind input)",
+    "emri_small.dcm": "DICOM: head MR, 64 x 64, 10 frames (multi-frame demo; too small for the models)",
+    "RG3_UNCR.dcm": "DICOM: extremity CR (a wrong body part for the chest models)",
+    "CT_small.dcm": "DICOM: small CT slice, 128 x 128, no lungs (fits no model)",
+    "emri_small_jpeg_2k_lossless_too_short.dcm": "DICOM: a truncated file (a bad input)",
 }
+DEMO_SET = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,23 @@ def list_samples(folder: str | os.PathLike | None = None) -> list[SampleImage]:
         root = Path(folder)
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         return [SampleImage(str(p.relative_to(root)), p) for p in files[:MAX_SAMPLES]]
-    samples = []
+    samples = demo_set()
     for name, label in PACKAGE_DICOMS.items():
         for directory in _package_dicom_dirs():
             if (directory / name).is_file():
                 samples.append(SampleImage(f"{label} ({name})", directory / name))
                 break
     return samples
+
+
+def demo_set(folder: Path = DEMO_SET) -> list[SampleImage]:
+    """The committed demo images, labelled by what they are, with their source (assets/samples/samples.json)."""
+    manifest = folder / "samples.json"
+    if not manifest.is_file():
+        return []
+    entries = json.loads(manifest.read_text())
+    return [
+        SampleImage(f"{entry['label']} — {entry['source'].split(',')[0].split(' via ')[0]}", folder / entry["file"])
+        for entry in entries
+        if (folder / entry["file"]).is_file()
+    ]

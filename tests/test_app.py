@@ -405,3 +405,25 @@ def test_the_batch_csv_carries_no_file_name_unless_asked():
     buffer = io.StringIO()
     write_csv(named_for_output(rows, "all"), buffer)
     assert "0a8d486f" in buffer.getvalue()
+
+
+@needs_mri
+def test_the_shipped_demo_set_shows_a_tumour_mask_and_a_childs_pneumonia():
+    from core.samples import demo_set
+
+    samples = demo_set()
+    assert len(samples) == 6 and sum(path.stat().st_size for path in (s.path for s in samples)) < 3_000_000
+    labels = [s.label for s in samples]
+    at = visit(start(), "pages/upload.py")
+    options = at.selectbox(key="sample").options
+    tumour = next(i for i, label in enumerate(labels) if "patient 1, tumour" in label)
+    at.selectbox(key="sample").set_value(options[tumour]).run()
+    at.button(key="load_sample").click().run()
+    at = visit(at, "pages/mri.py")
+    assert any(m.label == "Tumour area on this slice" for m in at.metric), all_text(at)
+    viral = next(i for i, label in enumerate(labels) if "viral" in label)
+    at = visit(at, "pages/upload.py")
+    at.selectbox(key="sample").set_value(at.selectbox(key="sample").options[viral]).run()
+    at.button(key="load_sample").click().run()
+    at = visit(at, "pages/prediction.py")
+    assert "The image looks like a chest X-ray" in all_text(at) and "Model answer: PNEUMONIA" in all_text(at)
