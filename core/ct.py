@@ -62,40 +62,16 @@ def read_classes(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path)).astype(np.uint8)
 
 
-def lung_mask(ct: np.ndarray) -> np.ndarray:
-    """Visible lung on an axial CT slice: dark regions inside the body (Otsu + morphology), holes filled.
-
-    Infected lung is brighter than healthy lung, so each lung's convex hull is used, not its dark pixels
-    alone."""
-    grey8 = np.clip(ct * 255, 0, 255).astype(np.uint8)
-    _, body = cv2.threshold(cv2.GaussianBlur(grey8, (5, 5), 0), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    body = cv2.morphologyEx(body, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    dark = cv2.bitwise_not(body)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    height, width = dark.shape
-    filled = np.zeros_like(dark)
-    for index in range(1, count):
-        x, y, w, h, area = stats[index]
-        touches = x == 0 or y == 0 or x + w >= width or y + h >= height
-        if not touches and area > 0.005 * height * width:
-            points = cv2.findNonZero((labels == index).astype(np.uint8))
-            cv2.fillConvexPoly(filled, cv2.convexHull(points), 255)  # each lung's hull: lesions at its edge too
-    return filled > 0
-
-
-def infected_share(infection: np.ndarray, ct: np.ndarray) -> float | None:
-    """Infected area as a share of the visible lung area (None when no lung is found)."""
-    lungs = lung_mask(ct) | infection
-    area = int(lungs.sum())
-    return None if area == 0 else float((infection & lungs).sum() / area)
-
-
-def _load(slices: Sequence[CtSlice], size: int, prepare) -> tuple[np.ndarray, np.ndarray]:
+def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared slices and their targets at `size` (the infection mask, or `target_of(grey, infection)`)."""
     images, masks = [], []
     for item in slices:
         pixels = read_grey(item.image)
         images.append(prepare(pixels))
-        target = cv2.resize(read_binary(item.mask).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        mask = read_binary(item.mask)
+        if target_of is not None:
+            mask = target_of(pixels, mask)
+        target = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
         masks.append(target >= 0.5)
     return np.stack(images), np.stack(masks)[..., np.newaxis].astype(np.float32)
 
@@ -113,8 +89,10 @@ def train_ct(
     patience: int = 40,
     limit: int | None = None,
     log: Callable[[str], None] = print,
+    target: str = "infection",
 ) -> ModelCard:
-    """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation."""
+    """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
+    With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.lungs`."""
     import keras
     import tensorflow as tf
 
@@ -126,26 +104,21 @@ def train_ct(
     order = np.random.default_rng(seed).permutation(len(slices))
     validation = [slices[i] for i in order[:validation_count]]
     train = [slices[i] for i in order[validation_count:]]
-    card = ModelCard(
-        name="ct-infection",
-        task="segmentation",
-        title="CT: COVID-19 lung infection segmentation",
-        modality="ct",
-        weights="ct-infection.keras",
-        classes=["infection"],
-        input=InputSpec(height=size, width=size, channels=3),
-        preprocessing=[{"name": "resize", "size": [size, size]}, {"name": "normalise"}],
-        description="Axial chest CT slice -> infected-lung mask (ground-glass opacity and consolidation together).",
-        cam_layer="",
-        limits=[
-            "Trained on 42 radiologist-labelled slices (MedSeg) as 8-bit images without Hounsfield units.",
-            "A teaching and demo tool, not a diagnosis.",
-        ],
-    )
+    if target == "lungs":
+        from core.lungs import lung_card
+
+        card = lung_card(size)
+    else:
+        card = infection_card(size)
     preparer = ScanModel(card, None)
-    x_train, y_train = _load(train, size, preparer.prepare)
-    x_val, y_val = _load(validation, size, preparer.prepare)
-    log(f"ct-infection: train {len(x_train)} / validation {len(x_val)} slices")
+    target_of = None
+    if target == "lungs":
+        from core.lungs import pseudo_lungs
+
+        target_of = pseudo_lungs
+    x_train, y_train = _load(train, size, preparer.prepare, target_of)
+    x_val, y_val = _load(validation, size, preparer.prepare, target_of)
+    log(f"{card.name}: train {len(x_train)} / validation {len(x_val)} slices")
     model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
     compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
@@ -174,6 +147,7 @@ def train_ct(
     card.sha256 = sha256_of(weights_path)
     card.architecture = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
     card.data = {
+        **card.data,
         "source": "COVID-19 CT segmentation (MedSeg), Inf-Net split: covid_ct_seg/train (50 slices)",
         "split": f"42 train / 8 validation slices from train/ (seed {seed}); test/ (48 slices) never used here. "
         "The set has no patient ids: validation slices may share patients with training slices.",
@@ -193,6 +167,25 @@ def train_ct(
     card.save(Path(out_dir) / f"{card.name}.json")
     log(f"saved {weights_path}; validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}")
     return card
+
+
+def infection_card(size: int) -> ModelCard:
+    return ModelCard(
+        name="ct-infection",
+        task="segmentation",
+        title="CT: COVID-19 lung infection segmentation",
+        modality="ct",
+        weights="ct-infection.keras",
+        classes=["infection"],
+        input=InputSpec(height=size, width=size, channels=3),
+        preprocessing=[{"name": "resize", "size": [size, size]}, {"name": "normalise"}],
+        description="Axial chest CT slice -> infected-lung mask (ground-glass opacity and consolidation together).",
+        cam_layer="",
+        limits=[
+            "Trained on 42 radiologist-labelled slices (MedSeg) as 8-bit images without Hounsfield units.",
+            "A teaching and demo tool, not a diagnosis.",
+        ],
+    )
 
 
 def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = True) -> dict[str, Any]:

@@ -156,7 +156,7 @@ def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = T
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__)
-    parser.add_argument("task", choices=[*sorted(LISTERS), *MRI_TASKS, "ct-infection", "gate"])
+    parser.add_argument("task", choices=[*sorted(LISTERS), *MRI_TASKS, "ct-infection", "ct-lungs", "gate"])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where to write the metrics JSON")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
@@ -188,6 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.ct import evaluate_ct, list_ct
 
         metrics = evaluate_ct(model, list_ct(args.data))
+    elif args.task == "ct-lungs":
+        from core.ct import list_ct
+        from core.lungs import evaluate_lungs
+
+        gallery = args.out.with_name(args.out.name.split(".")[0] + ".gallery.jpg")
+        metrics = evaluate_lungs(model, ScanModel.load("ct-infection", args.weights), list_ct(args.data), gallery)
+        metrics["gallery"] = gallery.name
+        print(f"gallery of every outline: {gallery}")
     elif args.task in MRI_TASKS:
         patients = _mri_patients(model, args.data, args.split)
         if not patients:

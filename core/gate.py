@@ -58,10 +58,13 @@ TEST_NATURAL = ["astronaut.png", "coffee.png", "rocket.jpg", "moon.png", "page.p
 
 @dataclass
 class GateVerdict:
-    """What the gate thinks an image is."""
+    """What the gate thinks an image is, and, when it refuses, which check refused (the model, the DICOM header
+    or the image content) and why."""
 
     kind: str
     probabilities: dict[str, float]
+    refused_by: str = ""  # "", "model", "header" or "content"
+    why: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -79,6 +82,9 @@ class GateVerdict:
         p = self.probabilities
         if self.kind == expected:
             return f"The image looks like {GATE_LABELS[expected]} (gate {p[expected]:.0%})."
+        if self.kind == "other" and self.refused_by in ("header", "content"):
+            source = "The DICOM header" if self.refused_by == "header" else "The image itself"
+            return f"{source} rules it out: {self.why}. The models here only know chest X-rays, brain MRI and CT."
         if self.kind == "other":
             return (
                 f"The image does not look like a chest X-ray, a brain MRI slice or a CT slice (the gate gives "
@@ -88,6 +94,73 @@ class GateVerdict:
             f"The image looks like {GATE_LABELS[self.kind]} ({p[self.kind]:.0%}), not {GATE_LABELS[expected]} "
             f"({p[expected]:.0%})."
         )
+
+
+#: DICOM modalities no model here reads, in words.
+FOREIGN_MODALITIES = {
+    "US": "ultrasound", "NM": "nuclear medicine", "PT": "PET", "XA": "X-ray angiography", "RF": "fluoroscopy",
+    "MG": "mammography", "ES": "endoscopy", "OP": "ophthalmic photography", "SM": "microscopy",
+    "IO": "intra-oral X-ray", "PX": "panoramic dental X-ray", "OCT": "optical coherence tomography",
+    "ECG": "ECG", "SR": "a structured report", "XC": "external camera photography", "GM": "general microscopy",
+}  # fmt: skip
+#: Header modalities and the one kind each may be.
+MODALITY_KIND = {"MR": "brain-mri", "CR": "chest-xray", "DX": "chest-xray", "DR": "chest-xray", "RG": "chest-xray",
+                 "CT": "ct"}  # fmt: skip
+#: Body parts (BodyPartExamined, or words of the study / series description) each kind may show.
+ALLOWED_PARTS = {
+    "brain-mri": ("BRAIN", "HEAD", "SKULL", "CRANIUM", "NEURO"),
+    "chest-xray": ("CHEST", "THORAX", "LUNG"),
+    "ct": ("CHEST", "THORAX", "LUNG"),
+}
+#: Words that name a body part none of the models knows (used when BodyPartExamined is empty).
+OTHER_PARTS = ("SHOULDER", "KNEE", "ABDOMEN", "PELVIS", "SPINE", "WHOLE BODY", "WHOLEBODY", "BREAST", "HIP", "ANKLE",
+               "WRIST", "ELBOW", "LIVER", "CARDIAC", "HEART", "PROSTATE", "EXTREMITY", "HAND", "FOOT", "LEG", "ARM",
+               "KIDNEY", "BONE", "NECK")  # fmt: skip
+MIN_CONTRAST = 0.02  # a frame whose grey values spread less than this (1st to 99th percentile) is blank
+
+
+def header_refusal(image: LoadedImage, kind: str | None = None) -> str:
+    """Why the DICOM header rules the image out ('' when it does not): a modality no model reads, a modality of
+    another kind than `kind`, or a body part other than the ones `kind` shows. The one DICOM header check."""
+    modality = (image.modality or "").upper().strip()
+    if not modality:
+        return ""
+    if modality in FOREIGN_MODALITIES:
+        return f"its modality is {modality} ({FOREIGN_MODALITIES[modality]})"
+    expected = MODALITY_KIND.get(modality)
+    if kind is not None and expected is not None and expected != kind:
+        return f"its modality is {modality}, which is not {GATE_LABELS[kind]}"
+    kind = kind or expected
+    if kind is None:
+        return ""
+    part = (image.body_part or "").upper().strip()
+    words = " ".join(image.technical.get(name, "") for name in ("StudyDescription", "SeriesDescription")).upper()
+    if part and not any(allowed in part for allowed in ALLOWED_PARTS[kind]):
+        return f"its body part is {part}"
+    if not part and (found := next((word for word in OTHER_PARTS if word in words), None)):
+        return f"its description names the {found.lower()}"
+    return ""
+
+
+def content_refusal(pixels: np.ndarray) -> str:
+    """Why the pixels rule the image out ('' when they do not): blank or nearly constant."""
+    grey = np.asarray(pixels, np.float32)
+    grey = grey[..., :3].mean(axis=-1) if grey.ndim == 3 else grey
+    low, high = np.percentile(grey[:: max(1, grey.shape[0] // 256), :: max(1, grey.shape[1] // 256)], [1, 99])
+    if high - low < MIN_CONTRAST:
+        return f"it is blank or nearly constant (its grey values spread over {100 * (high - low):.1f}% of the range)"
+    return ""
+
+
+def screen(verdict: GateVerdict, image: LoadedImage, frame: int = 0) -> GateVerdict:
+    """The gate's final word: the model's verdict, unless the image content or the DICOM header rules it out."""
+    if why := content_refusal(image.frame(frame)):
+        return GateVerdict("other", verdict.probabilities, "content", why)
+    if why := header_refusal(image, verdict.kind if verdict.accepted else None):
+        return GateVerdict("other", verdict.probabilities, "header", why)
+    if not verdict.accepted:
+        return GateVerdict("other", verdict.probabilities, "model", "")
+    return verdict
 
 
 def gate_input(pixels: np.ndarray) -> np.ndarray:
@@ -112,10 +185,11 @@ def verdict_from_probabilities(probabilities: np.ndarray, threshold: float = ACC
 
 
 def check_image(model, image: LoadedImage | np.ndarray, frame: int = 0) -> GateVerdict:
-    """Run the gate (a `ScanModel` of task 'gate') on one image."""
+    """Run the gate (a `ScanModel` of task 'gate') on one image; a `LoadedImage` also goes through `screen`."""
     pixels = image.frame(frame) if isinstance(image, LoadedImage) else image
     probabilities = model.probabilities(gate_input(pixels)[np.newaxis])[0]
-    return verdict_from_probabilities(probabilities, model.card.threshold or ACCEPT_PROBABILITY)
+    verdict = verdict_from_probabilities(probabilities, model.card.threshold or ACCEPT_PROBABILITY)
+    return screen(verdict, image, frame) if isinstance(image, LoadedImage) else verdict
 
 
 # ----------------------------------------------------------------------------- data
@@ -404,10 +478,12 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
     for kind, loaders in sources.items():
         verdicts = {}
         for start in tqdm(range(0, len(loaders), 64), desc=kind, disable=not progress):
-            batch = np.stack([gate_input(load()) for load in loaders[start : start + 64]])
-            for probs in model.probabilities(batch):
+            pixels = [load() for load in loaders[start : start + 64]]
+            batch = np.stack([gate_input(image) for image in pixels])
+            for image, probs in zip(pixels, model.probabilities(batch), strict=True):
                 verdict = verdict_from_probabilities(probs, model.card.threshold or ACCEPT_PROBABILITY)
-                verdicts[verdict.kind] = verdicts.get(verdict.kind, 0) + 1
+                found = "other" if content_refusal(image) else verdict.kind  # the content check runs too
+                verdicts[found] = verdicts.get(found, 0) + 1
         wrong = len(loaders) - verdicts.get(kind, 0)
         out["per_kind"][kind] = {
             "n": len(loaders),
@@ -417,12 +493,44 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
         rejected_total += wrong
         n_total += len(loaders)
     out["false_rejection_rate_all_medical"] = rejected_total / max(n_total, 1)
-    others = np.stack([gate_input(image) for image in other_images("test", n_other, seed + 99)])
+    other_pixels = list(other_images("test", n_other, seed + 99))
+    others = np.stack([gate_input(image) for image in other_pixels])
     threshold = model.card.threshold or ACCEPT_PROBABILITY
-    kinds = [verdict_from_probabilities(p, threshold).kind for p in model.probabilities(others)]
+    kinds = [
+        "other" if content_refusal(image) else verdict_from_probabilities(p, threshold).kind
+        for image, p in zip(other_pixels, model.probabilities(others), strict=True)
+    ]
     out["other"] = {
         "n": n_other,
         "verdicts": {kind: kinds.count(kind) for kind in GATE_CLASSES if kinds.count(kind)},
         "rejection_rate": kinds.count("other") / n_other,
     }
+    out["pydicom_test_files"] = pydicom_table(model)
     return out
+
+
+def pydicom_table(model) -> dict[str, Any]:
+    """The gate (model, header and content checks) on every DICOM file of the installed pydicom test data:
+    how many decode, what each is taken for, and which check refused it."""
+    from core.errors import ScanSightError
+    from core.samples import _package_dicom_dirs
+
+    files = sorted({path for folder in _package_dicom_dirs() for path in folder.rglob("*.dcm")})
+    rows, unreadable = [], 0
+    for path in files:
+        try:
+            image = load_image(path.read_bytes(), path.name, all_frames=False)
+        except ScanSightError:
+            unreadable += 1
+            continue
+        verdict = check_image(model, image)
+        rows.append({
+            "file": path.name, "modality": image.modality or "", "body_part": image.body_part or "",
+            "gate": verdict.kind, "refused_by": verdict.refused_by, "why": verdict.why,
+        })  # fmt: skip
+    counts: dict[str, int] = {}
+    for row in rows:
+        key = row["gate"] if row["gate"] != "other" else f"refused by the {row['refused_by']}"
+        counts[key] = counts.get(key, 0) + 1
+    return {"n_files": len(files), "n_decoded": len(rows), "n_unreadable": unreadable, "verdicts": counts,
+            "accepted": [row for row in rows if row["gate"] != "other"], "rows": rows}  # fmt: skip

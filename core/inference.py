@@ -52,6 +52,20 @@ def segment_frame(model_name: str, pixels: np.ndarray, pixel_spacing_mm: tuple[f
     return result
 
 
+def ct_infection_and_lungs(pixels: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None):
+    """The infection mask of a CT slice, the lungs (`core.lungs.lung_outline`; None without the `ct-lungs`
+    model) and the infected share of those lungs (at most 1)."""
+    from core.cards import list_cards
+    from core.lungs import infected_share, lung_outline
+
+    result = segment_frame("ct-infection", pixels, pixel_spacing_mm)
+    if "ct-lungs" not in list_cards():
+        return result, None, None
+    lung_model = resident_model("ct-lungs")
+    lungs = lung_outline(lung_model.segment(pixels), result.mask, lung_model.card.mask_threshold or 0.5)
+    return result, lungs, infected_share(result.mask, lungs)
+
+
 def gate_check(pixels: np.ndarray):
     """The out-of-distribution gate's verdict on one frame."""
     from core.gate import check_image

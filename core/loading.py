@@ -77,6 +77,8 @@ TECHNICAL_FIELDS = (
     "WindowCenter",
     "WindowWidth",
     "Manufacturer",
+    "StudyDescription",
+    "SeriesDescription",
 )
 
 

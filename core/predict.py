@@ -97,19 +97,27 @@ def expand(paths: Iterable[Path]) -> list[Path]:
 
 
 def header_flags(image: LoadedImage, model: ScanModel) -> list[str]:
-    """Warnings from the DICOM header when it does not fit the model."""
+    """Flags from the image itself: the DICOM header's refusal (the gate's header check) and extra frames."""
+    from core.gate import header_refusal
+
     flags = []
-    modality = (image.modality or "").upper()
-    if model.card.modality == "chest-xray" and modality and modality not in {"CR", "DX", "DR", "OT"}:
-        flags.append(f"modality {modality} is not a radiograph")
-    if model.card.modality == "brain-mri" and modality and modality != "MR":
-        flags.append(f"modality {modality} is not MR")
-    part = (image.body_part or "").upper()
-    if model.card.modality == "chest-xray" and part and "CHEST" not in part and "THORAX" not in part:
-        flags.append(f"body part {part} is not the chest")
+    if why := header_refusal(image, model.card.modality if model.card.modality != "any" else None):
+        flags.append(f"DICOM header: {why}")
     if image.n_frames > 1:
         flags.append(f"{image.n_frames} frames: first frame used")
     return flags
+
+
+def gate_text(verdict) -> str:
+    """The gate's verdict in a few words for a flag."""
+    from core.gate import GATE_LABELS
+
+    if verdict.refused_by == "header":
+        return f"ruled out by the DICOM header ({verdict.why})"
+    if verdict.refused_by == "content":
+        return f"ruled out by the image ({verdict.why})"
+    kind = verdict.kind
+    return "looks like " + ("none of the kinds the models know" if kind == "other" else GATE_LABELS[kind])
 
 
 def predict_uploads(
@@ -160,14 +168,15 @@ def predict_uploads(
                 row.gate = f"{GATE_LABELS[kind].removeprefix('a ')} {verdict.probabilities[kind]:.0%}"
                 if kind == "other":
                     row.gate = f"refused ({max(verdict.probabilities.values()):.0%} at most for any kind)"
+                verdict_text = gate_text(verdict)
+                if verdict.refused_by in ("header", "content"):
+                    row.gate = f"refused ({verdict.refused_by})"
                 if models is not None:
                     chosen = models.get(kind)
                     if chosen is None:
-                        what = "none of the kinds the models know" if kind == "other" else GATE_LABELS[kind]
-                        flags.append(f"gate: looks like {what}; no batch model answers it (no label)")
+                        flags.append(f"gate: {verdict_text}; no batch model answers it (no label)")
                 elif not verdict.fits(model.card.modality):
-                    what = "none of the kinds the models know" if kind == "other" else GATE_LABELS[kind]
-                    flags.append(f"gate: looks like {what}, not what {model.name} knows (no label)")
+                    flags.append(f"gate: {verdict_text}, not what {model.name} knows (no label)")
                     chosen = None
             if chosen is not None:
                 row.model = chosen.name

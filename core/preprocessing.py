@@ -208,18 +208,25 @@ class LungCrop(Step):
     """Crop to the bounding box of the two lung fields, found by thresholding and morphology.
 
     The lungs are the large dark regions inside the body: Otsu threshold, drop dark regions that
-    touch the border (air outside the body), keep the two largest, add a margin. When nothing
-    plausible is found the image is returned unchanged.
+    touch the border (air outside the body), keep the two largest, add a margin. Both lungs must be
+    found, one on each side of the midline and of comparable size: the crop never keeps one lung.
+    When they are not found the image is returned unchanged, and `find` says why.
     """
 
     margin: float = 0.08
     min_area_fraction: float = 0.03
     name: ClassVar[str] = "lung_crop"
     label: ClassVar[str] = "Lung crop"
-    description: ClassVar[str] = "Crops to the lung fields (Otsu threshold + morphology); unchanged if none found."
+    description: ClassVar[str] = (
+        "Crops to both lung fields (Otsu threshold + morphology); unchanged, and said so, when it cannot find both."
+    )
 
     def box(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """(top, bottom, left, right) of the lung region in `image` coordinates, or None."""
+        return self.find(image)[0]
+
+    def find(self, image: np.ndarray) -> tuple[tuple[int, int, int, int] | None, str]:
+        """The box, or None with the reason the two lung fields were not found."""
         grey = image if image.ndim == 2 else image[..., :3].mean(axis=-1)
         scale = 256.0 / max(grey.shape)
         small = cv2.resize(grey.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -234,13 +241,18 @@ class LungCrop(Step):
             touches_border = x == 0 or y == 0 or x + w >= width or y + h >= height
             if not touches_border and area >= self.min_area_fraction * height * width:
                 candidates.append((area, index))
-        if not candidates:
-            return None
-        keep = [index for _, index in sorted(candidates, reverse=True)[:2]]
-        ys, xs = np.nonzero(np.isin(labels, keep))
+        if len(candidates) < 2:
+            return None, f"found {len(candidates)} lung field(s), not two"
+        (first_area, first), (second_area, second) = sorted(candidates, reverse=True)[:2]
+        centres = [stats[index, cv2.CC_STAT_LEFT] + stats[index, cv2.CC_STAT_WIDTH] / 2 for index in (first, second)]
+        if (centres[0] - width / 2) * (centres[1] - width / 2) >= 0:
+            return None, "the two dark regions it found are on the same side: not two lungs"
+        if second_area < 0.25 * first_area:
+            return None, "one lung field is far smaller than the other: only one lung was found"
+        ys, xs = np.nonzero(np.isin(labels, [first, second]))
         top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         if (bottom - top) * (right - left) < 0.1 * height * width:
-            return None
+            return None, "the lung fields it found are implausibly small"
         pad_y, pad_x = int(self.margin * height), int(self.margin * width)
         top, bottom = max(0, top - pad_y), min(height, bottom + pad_y)
         left, right = max(0, left - pad_x), min(width, right + pad_x)
@@ -249,7 +261,7 @@ class LungCrop(Step):
             int(min(grey.shape[0], round(bottom / scale))),
             int(left / scale),
             int(min(grey.shape[1], round(right / scale))),
-        )
+        ), "cropped to both lung fields"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         box = self.box(image)

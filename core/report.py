@@ -43,6 +43,8 @@ class ReportContent:
     file_name: str = ""
     #: Every warning, override and flag the page showed: printed first, above the result.
     warnings: list[str] = field(default_factory=list)
+    #: How a figure was measured and how far it can be trusted: printed under the findings.
+    notes: list[str] = field(default_factory=list)
 
 
 def _png(rgb: np.ndarray) -> io.BytesIO:
@@ -103,6 +105,9 @@ def build_pdf(content: ReportContent, when: dt.datetime | None = None) -> bytes:
     for label, value in content.findings:
         pdf.cell(70, 6, _latin(label))
         pdf.cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=9)
+    for note in content.notes:
+        pdf.multi_cell(0, 4.5, _latin(note.replace("`", "")), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
 
     card = content.card

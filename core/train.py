@@ -321,7 +321,7 @@ def copy_backbone(backbone_path: Path, model) -> int:
     return copied
 
 
-MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection")
+MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection", "ct-lungs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,11 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.train_mri import train_segmentation
 
         train_segmentation(args.data, args.out, **common, **optional)
-    elif args.task == "ct-infection":
+    elif args.task in ("ct-infection", "ct-lungs"):
         from core.ct import train_ct
 
         common["patience"] = max(args.patience, 40) if args.patience == 8 else args.patience
-        train_ct(args.data, args.out, **common, **optional)
+        train_ct(args.data, args.out, **common, **optional, target="lungs" if args.task == "ct-lungs" else "infection")
     elif args.task == "mri-tumour":
         from core.train_mri import train_tumour
 

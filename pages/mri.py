@@ -9,10 +9,8 @@ from core.segmentation import mask_overlay, mask_png
 from pages.shared.common import (
     frame_picker,
     gate_allows,
-    modality_warnings,
     model_call,
     model_cards,
-    notice,
     page_setup,
     report_button,
     require_image,
@@ -33,8 +31,6 @@ cards = model_cards()
 if "mri-segmentation" not in cards:
     st.error("The brain MRI segmentation model is not installed in `weights/`.")
     st.stop()
-for warning in modality_warnings(image, cards["mri-segmentation"]):
-    notice(warning + " The model was trained on brain MRI only: treat its answer with caution.", icon="🚫")
 
 controls = st.columns(4)
 with controls[0]:

@@ -9,10 +9,8 @@ from core.report import ReportContent
 from pages.shared.common import (
     frame_picker,
     gate_allows,
-    modality_warnings,
     model_call,
     model_cards,
-    notice,
     page_setup,
     report_button,
     require_image,
@@ -40,8 +38,6 @@ names = [n for n in QUESTIONS if n in cards] + [n for n in cards if n not in QUE
 name = st.radio("Question", names, format_func=lambda n: QUESTIONS.get(n, cards[n].title), horizontal=True,
                 key="pred_model")  # fmt: skip
 card = cards[name]
-for warning in modality_warnings(image, card):
-    notice(warning + " The model was not trained on such images: treat its answer with caution.", icon="🚫")
 
 controls = st.columns(3)
 method = controls[0].radio(

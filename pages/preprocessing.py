@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core.explain import fit_for_display, to_rgb8
-from core.preprocessing import STEPS, Compose, build_step
-from pages.shared.common import frame_picker, page_setup, require_image
+from core.preprocessing import STEPS, Compose, LungCrop, build_step
+from pages.shared.common import frame_picker, notice, page_setup, require_image
 
 page_setup("Preprocessing preview")
 st.title("🎛️ Preprocessing preview")
@@ -34,8 +34,15 @@ grey = fit_for_display(image.grey(frame), 1024)
 steps = [build_step({"name": name, **params.get(name, {})}) for name in picked]
 if mode.startswith("each"):
     panels = [("Original", grey)] + [(step.label, step(grey)) for step in steps]
+    inputs = [grey] * len(steps)
 else:
     panels = Compose(steps).intermediates(grey)
+    inputs = [picture for _, picture in panels[:-1]]
+for step, before in zip(steps, inputs, strict=True):
+    if isinstance(step, LungCrop):
+        box, reason = step.find(before)
+        if box is None:
+            notice(f"Lung crop did not crop: it {reason}. The image is shown uncropped.", icon="🫁")
 
 per_row = 3
 for start in range(0, len(panels), per_row):

@@ -191,17 +191,25 @@ def test_a_sample_can_be_loaded_from_the_upload_page():
 
 
 @pytest.mark.skipif("ct-infection" not in list_cards(), reason="no committed CT model in weights/")
-def test_ct_page_draws_the_infection_its_area_and_a_pdf_without_an_unvalidated_share():
+def test_ct_page_draws_the_infection_its_area_its_share_of_the_lungs_and_a_pdf():
     from tests.test_ct import synthetic_ct
 
     image, _ = synthetic_ct(256)
     at = past_gate(visit(upload(start(), "ct.png", png_bytes((image * 255).astype(np.uint8))), "pages/ct.py"))
     assert any(m.label == "Infected area on this slice" for m in at.metric)
-    assert not any("share" in m.label.lower() for m in at.metric)
     labels = [button.label for button in at.get("download_button")]
     assert "Download PDF report" in labels and "Download mask (PNG)" in labels
     text = pdf_text(at.session_state["report_pdf"][1])
-    assert "Infected area" in text and "not shown" in text
+    assert "Infected area" in text
+    shares = [m.value for m in at.metric if m.label == "Infected share of the lungs"]
+    lung_card = list_cards().get("ct-lungs")
+    if lung_card is not None and "infection_inside_lungs" in lung_card.metrics.get("test", {}):
+        assert shares and 0 <= float(shares[0].rstrip("%")) <= 100
+        assert "held-out test slices" in all_text(at) and "Infected share of the lungs" in text
+        at.toggle(key="ct_lungs").set_value(True).run()
+        assert not at.exception and "(lungs outlined in blue)" in captions(at)[0]
+    else:
+        assert not shares and "not shown" in text
 
 
 @needs_model

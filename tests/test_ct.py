@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from core import evaluate, train
-from core.ct import infected_share, list_ct, lung_mask
+from core.ct import list_ct
+from core.lungs import count_lungs, dark_lungs, infected_share, lung_outline, pseudo_lungs
 from tests.helpers import data_path
 
 
@@ -45,12 +46,18 @@ def test_list_ct_pairs_images_and_masks_in_numeric_order(tmp_path):
     assert all(s.mask is not None and s.multiclass is None for s in slices)
 
 
-def test_lung_mask_and_infected_share_on_a_synthetic_slice():
+def test_lungs_pseudo_labels_outline_and_share_on_a_synthetic_slice():
     image, mask = synthetic_ct(128)
-    lungs = lung_mask(image)
-    assert lungs[64, 38] and not lungs[5, 5] and not lungs[64, 64]  # left lung yes, air and mediastinum no
-    share = infected_share(mask, image)
-    assert share is not None and 0.05 < share < 0.3
+    dark = dark_lungs(image)
+    assert dark[64, 38] and not dark[5, 5] and not dark[64, 64]  # left lung yes, air and mediastinum no
+    assert count_lungs(dark) == 2
+    pseudo = pseudo_lungs(image, mask)
+    assert pseudo[mask].all()  # infection is lung by definition
+    lungs = lung_outline(dark.astype(np.float32), mask)
+    share = infected_share(mask, lungs)
+    assert lungs[mask].all() and share is not None and 0.05 < share < 0.3
+    assert infected_share(np.ones_like(mask), lung_outline(np.zeros(mask.shape), np.ones_like(mask))) == 1.0
+    assert infected_share(mask, np.zeros_like(mask)) is None
 
 
 @pytest.mark.slow
@@ -66,6 +73,23 @@ def test_ct_train_then_evaluate_cli(tmp_path):
     for key in ("n", "dice_mean", "iou_mean", "sensitivity", "specificity"):
         assert key in result
     assert result["n"] == 10
+
+
+@pytest.mark.slow
+def test_ct_lungs_train_then_evaluate_cli(tmp_path):
+    data = make_ct_set(tmp_path / "ct")
+    out = tmp_path / "weights"
+    out.mkdir()
+    tiny = ["--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64", "--widths", "4,8,8,16",
+            "--batch-size", "4"]  # fmt: skip
+    assert train.main(["ct-infection", *tiny]) == 0 and train.main(["ct-lungs", *tiny]) == 0
+    report = tmp_path / "ct-lungs.test.eval.json"
+    assert evaluate.main(["ct-lungs", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
+    result = json.loads(report.read_text())
+    for key in ("infection_inside_lungs", "share_error_pp_mean", "slices_with_two_lungs", "lung_share_of_slice_median"):
+        assert key in result
+    assert 0 <= result["infection_inside_lungs"] <= 1 and result["share_max"] <= 1
+    assert (tmp_path / result["gallery"]).exists()
 
 
 def test_real_ct_folders():

@@ -108,3 +108,49 @@ def test_threshold_falls_back_to_the_lowest_and_reports_its_real_rate():
 
     probabilities = np.tile([[0.4, 0.3, 0.2, 0.1]], (10, 1))  # all rejected at every threshold
     assert choose_threshold(probabilities, np.zeros(10, dtype=int)) == (0.5, 1.0)
+
+
+def package_dicom(name: str):
+    from core.samples import _package_dicom_dirs
+
+    for folder in _package_dicom_dirs():
+        for path in folder.rglob(name):
+            return path
+    pytest.skip(f"{name} is not in the installed pydicom test data")
+
+
+@needs_gate
+def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
+    import io
+
+    import pydicom
+
+    from core.gate import check_image, header_refusal
+    from core.loading import load_image
+    from core.models import ScanModel
+
+    gate = ScanModel.load("gate")
+    shoulder = load_image(package_dicom("MR2_UNCR.dcm").read_bytes(), "MR2_UNCR.dcm")
+    verdict = check_image(gate, shoulder)
+    assert verdict.kind == "other" and verdict.refused_by == "header" and "shoulder" in verdict.why
+    assert "DICOM header rules it out" in verdict.reason("brain-mri")
+    dataset = pydicom.dcmread(package_dicom("RG1_UNCR.dcm"))
+    dataset.PixelData = bytes(len(dataset.PixelData))  # an all-black CR
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    black = load_image(buffer.getvalue(), "black.dcm")
+    verdict = check_image(gate, black)
+    assert verdict.kind == "other" and verdict.refused_by == "content" and "blank" in verdict.why
+    assert header_refusal(load_image(package_dicom("RG1_UNCR.dcm").read_bytes(), "x.dcm"), "chest-xray") == ""
+
+
+@needs_gate
+def test_on_pydicoms_test_files_only_the_chest_radiographs_are_accepted():
+    from core.gate import pydicom_table
+    from core.models import ScanModel
+
+    table = pydicom_table(ScanModel.load("gate"))
+    assert table["n_decoded"] >= 100
+    accepted = table["accepted"]
+    assert all(row["gate"] == "chest-xray" and row["modality"] == "CR" for row in accepted), accepted
+    assert not any(row["modality"] in ("NM", "US", "PT") for row in accepted)

@@ -76,7 +76,21 @@ def test_auto_picks_the_model_that_fits_each_image(tmp_path, capsys):
     chest = sorted(data_path("chest_xray", "test", "NORMAL").glob("*.jpeg"))[0]
     mri = next(p for p in sorted(data_path("lgg_mri").rglob("*.jpg")) if "mask" not in p.name)
     out = tmp_path / "out.csv"
-    assert predict.main([str(chest), str(mri), "--csv", str(out)]) == 0
+    assert predict.main([str(chest), str(mri), "--csv", str(out), "--keep-names"]) == 0
     rows = {row["file"]: row for row in csv.DictReader(out.open())}
     assert rows[str(chest)]["model"] == "pneumonia" and rows[str(chest)]["p_PNEUMONIA"]
     assert rows[str(mri)]["model"] == "mri-tumour" and rows[str(mri)]["label"] in {"TUMOUR", "NO_TUMOUR"}
+
+
+def test_identifier_like_names_leave_the_csv_unless_kept(tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_model(weights, name="pneumonia")
+    image = tmp_path / "0a8d486f-1aa6-4fcf-b7be-4bf04fc8628b.png"
+    image.write_bytes(png_bytes(synthetic_chest(64)))
+    out = tmp_path / "out.csv"
+    args = [str(image), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)]
+    assert predict.main(args) == 0
+    assert next(csv.DictReader(out.open()))["file"] == "file 1"
+    assert predict.main([*args, "--keep-names"]) == 0
+    assert next(csv.DictReader(out.open()))["file"] == str(image)

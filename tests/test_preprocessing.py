@@ -75,3 +75,31 @@ def test_lung_crop_leaves_an_image_without_lungs_unchanged():
 def test_compose_applies_in_order(chest):
     out = Compose([Resize((64, 64)), build_step("histeq")])(chest)
     assert out.shape == (64, 64)
+
+
+def test_lung_crop_never_keeps_one_lung_and_says_why():
+    from tests.helpers import synthetic_chest
+
+    chest = synthetic_chest(224).astype(np.float32) / 255
+    one_lung = chest.copy()
+    one_lung[:, 112:] = np.where(one_lung[:, 112:] < 0.4, 0.75, one_lung[:, 112:])  # the right lung filled in
+    box, reason = LungCrop().find(one_lung)
+    assert box is None and ("not two" in reason or "only one" in reason or "same side" in reason)
+    assert LungCrop()(one_lung) is one_lung
+    box, reason = LungCrop().find(chest)
+    assert box is not None and reason == "cropped to both lung fields"
+
+
+def test_lung_crop_on_real_xrays_keeps_both_lungs_or_declines():
+    """On 40 test X-rays: every crop keeps both halves of the chest (its box spans the midline widely)."""
+    from core.loading import load_image
+    from tests.helpers import data_path
+
+    folder = data_path("chest_xray", "test", "NORMAL")
+    for path in sorted(folder.glob("*.jpeg"))[:40]:
+        grey = load_image(path.read_bytes(), path.name).grey()
+        box, _ = LungCrop().find(grey)
+        if box is not None:
+            _, _, left, right = box
+            width = grey.shape[1]
+            assert left < 0.4 * width and right > 0.6 * width, path.name

@@ -11,7 +11,7 @@ from core import inference
 from core.cards import ModelCard
 from core.errors import ScanSightError
 from core.explain import fit_for_display, to_rgb8
-from core.gate import GateVerdict
+from core.gate import GateVerdict, screen
 from core.loading import LoadedImage, load_image
 from core.models import ScanModel, available_models
 from core.privacy import shown_name
@@ -143,7 +143,7 @@ def gate_verdict(image: LoadedImage, frame: int = 0) -> GateVerdict | None:
     """What the out-of-distribution gate makes of the image (memoised per upload and frame); None without a gate."""
     if "gate" not in all_model_cards():
         return None
-    return per_upload("gate", frame, lambda: model_call(inference.gate_check, image.frame(frame)))
+    return per_upload("gate", frame, lambda: screen(model_call(inference.gate_check, image.frame(frame)), image, frame))
 
 
 def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
@@ -345,16 +345,3 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
         f'comes from than about the lungs; the question "{other}" fits this image better.',
         icon="🧒" if trained_on == "paediatric" else "🧑",
     )
-
-
-def modality_warnings(image: LoadedImage, card: ModelCard) -> list[str]:
-    """Warnings when the DICOM header says the image does not fit the model."""
-    warnings = []
-    if card.modality == "brain-mri" and image.modality and image.modality.upper() != "MR":
-        warnings.append(f"The DICOM header says modality **{image.modality}**, not MR.")
-    if card.modality == "chest-xray":
-        if image.modality and image.modality.upper() not in {"CR", "DX", "DR", "RG", "OT"}:
-            warnings.append(f"The DICOM header says modality **{image.modality}**, not a radiograph (CR/DX).")
-        if image.body_part and "CHEST" not in image.body_part.upper() and "THORAX" not in image.body_part.upper():
-            warnings.append(f"The DICOM header says body part **{image.body_part}**, not the chest.")
-    return warnings
