@@ -15,7 +15,11 @@ if not cards:
     st.info("No trained model is installed in `weights/`.")
     st.stop()
 
-ROLES = {"gate": "runs before every prediction", "backbone": "pretrained backbone, not offered for predictions"}
+ROLES = {
+    "gate": "runs before every prediction",
+    "backbone": "pretrained backbone, not offered for predictions",
+    "lungs": "outlines the lungs for the CT page's infected share",
+}
 
 
 def describe(n: str) -> str:
@@ -84,6 +88,20 @@ elif card.task in ("gate", "chest-backbone"):
     pass
 else:
     st.info("This model has no held-out test figures yet.")
+
+if card.name == "ct-lungs" and test and "infection_inside_lungs" in test:
+    columns = st.columns(4)
+    columns[0].metric("Radiologists' infection inside the lungs", f"{test['infection_inside_lungs']:.1%}",
+                      help=f"all infected pixels of {test['n']} test slices; slice minimum "
+                      f"{test['infection_inside_lungs_per_slice_min']:.1%}")  # fmt: skip
+    columns[1].metric("Slices with two lungs", f"{test['slices_with_two_lungs']} of {test['n']}")
+    columns[2].metric("Lungs' share of the slice, median", f"{test['lung_share_of_slice_median']:.0%}")
+    spread = f"median {test['share_error_pp_median']:.1f} pp, largest {test['share_error_pp_max']:.1f} pp"
+    columns[3].metric("Infected-share error, mean", f"{test['share_error_pp_mean']:.1f} pp", help=spread)
+    gallery = card.weights_path.with_name("ct-lungs.gallery.jpg")
+    if gallery.exists():
+        st.image(str(gallery), caption="Every test slice: the computed lungs in green, the radiologists' infection in "
+                 "red (no radiologist input went into the green line).", width="stretch")  # fmt: skip
 
 if card.task == "gate" and card.metrics.get("test"):
     gate = card.metrics["test"]
