@@ -33,7 +33,7 @@ PAGE_FOR_KIND = {
 
 #: The app's pages in menu order: (script, label, icon). The sidebar is drawn from this list.
 PAGES = [
-    ("app.py", "Home", "🏠"),
+    ("pages/home.py", "Home", "🏠"),
     ("pages/upload.py", "Upload", "📤"),
     ("pages/preprocessing.py", "Preprocessing preview", "🎛️"),
     ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
@@ -49,11 +49,7 @@ def page_setup(title: str) -> None:
     """Every page starts here: page config, the sidebar menu, the current image and the notice."""
     st.set_page_config(page_title=f"{title} · ScanSight", page_icon="🩻", layout="wide")
     st.session_state[NOTICES] = []
-    with st.sidebar:
-        st.markdown("### 🩻 ScanSight")
-        for script, label, icon in PAGES:
-            st.page_link(script, label=label, icon=icon)
-        st.divider()
+    with st.sidebar:  # the menu itself is st.navigation's (app.py), above this
         st.session_state[SIDEBAR_IMAGE] = st.empty()
         show_current_image()
         st.warning(DISCLAIMER, icon="⚕️")
