@@ -32,3 +32,11 @@ def test_chest_mri_and_ct_pages_give_results_one_after_another_in_one_session(tm
     steps = [(chest, "prediction"), (mri, "mri"), (ct, "ct")]
     failures = walk(steps, REPO / "runs" / "browser-walk")
     assert failures == []
+
+
+def test_every_page_on_a_desktop_and_a_phone_with_the_samples_bad_files_and_the_pdfs(tmp_path):
+    from tests.walk_check import run
+
+    data = data_path("covid_ct_seg").parent
+    failures = run(REPO / "runs" / "walk", data)
+    assert failures == []
