@@ -49,11 +49,39 @@ def page_setup(title: str) -> None:
     """Every page starts here: page config, the sidebar menu, the current image and the notice."""
     st.set_page_config(page_title=f"{title} · ScanSight", page_icon="🩻", layout="wide")
     st.session_state[NOTICES] = []
+    runs = st.session_state["_page_runs"] = st.session_state.get("_page_runs", 0) + 1
+    st.html(f"<!-- run {runs} -->" + CLOSE_MENU_ON_PHONES, unsafe_allow_javascript=True)  # new each run: runs again
     with st.sidebar:  # the menu itself is st.navigation's (app.py), above this
         st.session_state[SIDEBAR_IMAGE] = st.empty()
         show_current_image()
         st.warning(DISCLAIMER, icon="⚕️")
 
+
+#: On a narrow screen, close the menu once a page has been picked from it (Streamlit leaves it open over the page).
+#: A fixed script, no user input in it.
+CLOSE_MENU_ON_PHONES = """<script>
+(() => {
+  if (!window.scansightMenuWatch) {  // once per browser tab: remember when a menu link was tapped
+    window.scansightMenuWatch = true;
+    window.document.addEventListener("click", (event) => {
+      if (event.target.closest('[data-testid="stSidebarNav"] a')) window.scansightMenuTapAt = Date.now();
+      if (event.target.closest('[data-testid="stExpandSidebarButton"]')) window.scansightMenuTapAt = 0;  // wanted
+    }, true);
+  }
+  const closeMenu = () => {
+    const since = Date.now() - (window.scansightMenuTapAt || 0);
+    if (window.innerWidth > 640 || since > 10000) return;  // only on a phone, only just after a menu tap
+    const sidebar = window.document.querySelector('[data-testid="stSidebar"]');
+    const box = sidebar ? sidebar.getBoundingClientRect() : null;
+    if (box && box.width > 0 && box.x >= 0) {
+      const close = sidebar.querySelector('[data-testid="stSidebarCollapseButton"] button');
+      if (close) close.click();
+    }
+  };
+  // Streamlit may reopen the menu while the new page draws: keep it closed for a few seconds after the tap.
+  for (let delay = 150; delay <= 10000; delay += 250) setTimeout(closeMenu, delay);
+})();
+</script>"""
 
 NOTICES = "_page_notices"
 SIDEBAR_IMAGE = "_sidebar_image_slot"
