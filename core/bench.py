@@ -65,6 +65,18 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1)}
 
 
+def timed(once, repeats: int, warm_up: int = 3) -> list[float]:
+    """Seconds per call of `once()` over `repeats` calls, after `warm_up` calls (tracing, caches)."""
+    for _ in range(warm_up):
+        once()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def time_model(model, repeats: int) -> dict[str, Any]:
     from core.explain import heatmap, overlay
     from core.loading import load_image
@@ -81,13 +93,7 @@ def time_model(model, repeats: int) -> dict[str, Any]:
             model.predict(image)
             overlay(image.frame(), heatmap(model, image))
 
-    for _ in range(3):
-        once()  # warm-up: tracing, caches
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        samples.append(time.perf_counter() - start)
+    samples = timed(once, repeats)
     what = (
         "decode + segment + overlay" if model.card.task == "segmentation" else "decode + predict + Grad-CAM + overlay"
     )
@@ -113,13 +119,7 @@ def time_full_chest_path(models: dict[str, Any], repeats: int) -> dict[str, Any]
         model.predict(image)
         overlay(image.frame(), heatmap(model, image))
 
-    for _ in range(3):
-        once()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        samples.append(time.perf_counter() - start)
+    samples = timed(once, repeats)
     what = "decode + gate + source check + predict + Grad-CAM + overlay"
     return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
 
@@ -153,13 +153,7 @@ def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
             _, cam = models.call(inference.classify_and_explain, "pneumonia", pixels)
             overlay(pixels, cam)
 
-        for _ in range(3):
-            once()
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            once()
-            samples.append(time.perf_counter() - start)
+        samples = timed(once, repeats)
         worker_mb = process_rss_mb(models.pids()[0])
         decoder_mb = process_rss_mb(decoder.pids()[0])
     finally:

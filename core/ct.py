@@ -169,18 +169,22 @@ def train_ct(
     return card
 
 
-def infection_card(size: int) -> ModelCard:
+def segmentation_card(name: str, size: int, **fields) -> ModelCard:
+    """A card for a CT segmenter at `size` px (the preprocessing both CT networks share); `fields` say the rest."""
     return ModelCard(
-        name="ct-infection",
-        task="segmentation",
-        title="CT: COVID-19 lung infection segmentation",
-        modality="ct",
-        weights="ct-infection.keras",
-        classes=["infection"],
+        name=name, task="segmentation", modality="ct", weights=f"{name}.keras",
         input=InputSpec(height=size, width=size, channels=3),
-        preprocessing=[{"name": "resize", "size": [size, size]}, {"name": "normalise"}],
+        preprocessing=[{"name": "resize", "size": [size, size]}, {"name": "normalise"}], cam_layer="", **fields,
+    )  # fmt: skip
+
+
+def infection_card(size: int) -> ModelCard:
+    return segmentation_card(
+        "ct-infection",
+        size,
+        title="CT: COVID-19 lung infection segmentation",
+        classes=["infection"],
         description="Axial chest CT slice -> infected-lung mask (ground-glass opacity and consolidation together).",
-        cam_layer="",
         limits=[
             "Trained on 42 radiologist-labelled slices (MedSeg) as 8-bit images without Hounsfield units.",
             "A teaching and demo tool, not a diagnosis.",

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.cards import InputSpec, ModelCard
+from core.cards import ModelCard
 from core.models import ScanModel
 
 MIN_LUNG_SHARE = 0.01  # a lung component smaller than 1% of the slice is noise
@@ -90,18 +90,16 @@ def count_lungs(lungs: np.ndarray, min_share: float = 0.02) -> int:
 
 
 def lung_card(size: int) -> ModelCard:
-    return ModelCard(
-        name="ct-lungs",
-        task="segmentation",
+    from core.ct import segmentation_card
+
+    return segmentation_card(
+        "ct-lungs",
+        size,
         title="CT: lung outline (for the infected share)",
-        modality="ct",
-        weights="ct-lungs.keras",
         classes=["lung"],
-        input=InputSpec(height=size, width=size, channels=3),
-        preprocessing=[{"name": "resize", "size": [size, size]}, {"name": "normalise"}],
         description="Axial chest CT slice -> both lungs, consolidated lung included; used for the infected share.",
-        cam_layer="",
         deployed=False,
+        variant="lungs",
         limits=[
             "Trained on pseudo-labels (dark lung joined with the radiologists' infection masks of 42 slices), "
             "not on lung masks drawn by a radiologist: judge its outlines in the gallery.",

@@ -89,61 +89,12 @@ def check(files: list[Path], page: str, out: Path) -> int:
     return 1 if failures else 0
 
 
-#: What a result with its picture looks like on each page (the caption of the overlay image).
-PICTURE = {"prediction": "Grad-CAM for", "mri": "Predicted tumour mask", "ct": "Predicted infection"}
-
-
-def walk(steps: list[tuple[Path, str]], out: Path, timeout_ms: int = 120_000) -> list[str]:
-    """One browser session, one tab: for each (file, page) upload the file, open the page, wait for its result
-    and its heatmap or mask, take a screenshot. Returns the failures (empty when every page gave its result)."""
-    from playwright.sync_api import sync_playwright
-
-    out.mkdir(parents=True, exist_ok=True)
-    process, port = start_app()
-    failures: list[str] = []
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            tab = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            tab.set_default_timeout(timeout_ms)
-            for number, (path, page) in enumerate(steps):
-                tab.goto(f"http://127.0.0.1:{port}/upload", wait_until="networkidle")
-                tab.locator("input[type=file]").set_input_files(str(path))
-                tab.get_by_text("Format:").first.wait_for()
-                tab.get_by_role("link", name=PAGE_LABEL[page]).first.click()
-                for box in tab.get_by_text("Show the model's answer anyway").all():
-                    box.click()  # a synthetic or borderline image: the walk is about the page working
-                try:
-                    tab.get_by_text(EXPECTED[page]).first.wait_for()
-                    tab.get_by_text(PICTURE[page]).first.wait_for()
-                    tab.wait_for_timeout(1000)
-                except Exception as error:
-                    failures.append(f"{path.name} on {page}: no result ({type(error).__name__})")
-                for word in ("Traceback", "Connection error", "stopped while working"):
-                    if tab.get_by_text(word).count():
-                        failures.append(f"{path.name} on {page}: '{word}' shown")
-                tab.screenshot(path=out / f"walk-{number:02d}-{page}-{path.stem}.png", full_page=True)
-            browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    if process.returncode not in (0, -15, None):
-        failures.append(f"the server exited with {process.returncode}")
-    return failures
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--page", choices=sorted(EXPECTED), default="prediction")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "browser")
-    parser.add_argument("--walk", action="store_true", help="one session: FILE PAGE pairs, one after another")
     args = parser.parse_args()
-    if args.walk:
-        pairs = [(Path(args.files[i]), str(args.files[i + 1])) for i in range(0, len(args.files) - 1, 2)]
-        failures = walk(pairs, args.out)
-        print("\n".join(failures) or "every page gave its result")
-        return 1 if failures else 0
     return check(args.files, args.page, args.out)
 
 
