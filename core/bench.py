@@ -52,6 +52,9 @@ def sample_upload(modality: str) -> tuple[str, bytes]:
             return path.name, path.read_bytes()
         rng = np.random.default_rng(0)
         return "generated.png", _png((rng.random((224, 224)) * 255).astype(np.uint8))
+    if modality == "ct" and (folder := DATA / "covid_ct_seg" / "test" / "images").is_dir():
+        path = sorted(folder.iterdir())[0]
+        return path.name, path.read_bytes()
     folder = DATA / "lgg_mri"
     if folder.is_dir():
         path = sorted(p for p in folder.rglob("*.jpg"))[0]
@@ -166,6 +169,24 @@ def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def time_ct_page(repeats: int) -> dict[str, Any]:
+    """What the CT page does for one slice: decode, the infection mask, the lungs and the share, the overlay."""
+    from core import inference
+    from core.loading import load_image
+    from core.segmentation import mask_overlay
+
+    name, data = sample_upload("ct")
+
+    def once() -> None:
+        image = load_image(data, name)
+        result, _, _ = inference.ct_infection_and_lungs(image.frame(0))
+        mask_overlay(image.frame(0), result.mask)
+
+    samples = timed(once, repeats)
+    what = "decode + infection mask + lungs + share + overlay"
+    return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
+
+
 def batch_throughput(model, n: int = 256, batch_size: int = 64) -> float:
     from core.data import list_labelled
     from core.loading import load_image
@@ -239,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         result["models"]["pneumonia, full page path"] = time_full_chest_path(models, args.repeats)
         through = time_page_path_through_worker(args.repeats)
         result["models"]["pneumonia, page path via workers"] = through
+    if "ct-lungs" in models and "ct-infection" in models:
+        result["models"]["CT page path"] = time_ct_page(args.repeats)
     result["rss_mb"] = round(rss_mb(), 1)
     if "pneumonia" in models:
         result["batch_images_per_s"] = round(batch_throughput(models["pneumonia"]), 1)
