@@ -98,7 +98,7 @@ def expand(paths: Iterable[Path]) -> list[Path]:
 
 def header_flags(image: LoadedImage, model: ScanModel) -> list[str]:
     """Flags from the image itself: the DICOM header's refusal (the gate's header check) and extra frames."""
-    from core.gate import header_refusal
+    from core.screening import header_refusal
 
     flags = []
     if why := header_refusal(image, model.card.modality if model.card.modality != "any" else None):

@@ -125,9 +125,10 @@ def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
 
     import pydicom
 
-    from core.gate import check_image, header_refusal
+    from core.gate import check_image
     from core.loading import load_image
     from core.models import ScanModel
+    from core.screening import header_refusal
 
     gate = ScanModel.load("gate")
     shoulder = load_image(package_dicom("MR2_UNCR.dcm").read_bytes(), "MR2_UNCR.dcm")
