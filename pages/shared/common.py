@@ -13,7 +13,7 @@ from core.errors import ScanSightError
 from core.explain import fit_for_display, to_rgb8
 from core.gate import GateVerdict, screen
 from core.loading import LoadedImage, load_image
-from core.models import ScanModel, available_models
+from core.models import available_models
 from core.privacy import shown_name
 from core.samples import SampleImage, list_samples
 from core.worker import run_decoder, run_model
@@ -131,12 +131,6 @@ def upload_label(upload: Upload | None = None) -> str:
     decoded = memo[1] if memo and memo[0] == upload.key else None
     hidden = decoded.patient.values() if isinstance(decoded, LoadedImage) else ()
     return shown_name(upload.name, upload.number, hidden)
-
-
-@st.cache_resource(show_spinner="Loading model…")
-def get_model(name: str) -> ScanModel:
-    """Each model is loaded once per server process."""
-    return ScanModel.load(name)
 
 
 @st.cache_resource(show_spinner=False)
