@@ -17,6 +17,7 @@ from core.loading import (
     PATIENT_FIELDS,
     TECHNICAL_FIELDS,
     LoadedImage,
+    _short,
     byte_stream,
     rescale_to_unit,
 )
@@ -144,7 +145,7 @@ def _decode_pixels(dataset, used_frames: int) -> np.ndarray:
             "Export it uncompressed (Explicit VR Little Endian) and upload it again."
         ) from None
     except DECODER_ERRORS as error:
-        message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        message = _short(error, 160)
         if not _decoder_available(syntax):
             raise UnsupportedFileError(
                 f"This DICOM file is compressed as '{syntax_name}' and no installed decoder reads it."

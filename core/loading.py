@@ -423,6 +423,10 @@ def rescale_to_unit(array: np.ndarray) -> np.ndarray:
     return np.nan_to_num(unit, copy=False, nan=0.0)
 
 
-def _short(error: Exception) -> str:
+def _short(error: Exception, limit: int = 120) -> str:
+    """The decoder's own words, first line only, shortened at a word boundary with an ellipsis (never mid-word)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:120]
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " …"

@@ -357,3 +357,14 @@ def test_a_file_name_holding_a_hidden_patient_field_is_not_shown():
 
     assert shown_name("smith_chest.png", 1, hidden_values=["SMITH^JOHN", "smith"]) == "upload 1"
     assert shown_name("chest.png", 1, hidden_values=["SMITH^JOHN"]) == "chest.png"
+
+
+def test_decoder_words_are_shortened_at_a_word_boundary_never_mid_sentence():
+    from core.loading import _short
+
+    long = ValueError("The decoder stopped because " + "the data ended early " * 12)
+    text = _short(long)
+    assert text.endswith(" …") and len(text) <= 122
+    words = text[:-2].split()
+    assert words == str(long).split()[: len(words)]  # whole words only
+    assert _short(ValueError("short message")) == "short message"
