@@ -162,6 +162,7 @@ def walk(tab, out: Path, viewport: str, data: Path, port: int) -> list[str]:
     tab.locator("input[type=file]").first.set_input_files([str(chest), str(mri), str(broken)])
     w.check(w.wait_for("3 files:"), "Batch: the summary")
     w.check("1 could not be read" in w.text(), "Batch: the unreadable file counted")
+    tab.wait_for_timeout(3000)  # the table draws on a canvas after the summary
     w.shot("batch")
 
     w.go("Preprocessing study")
@@ -170,6 +171,10 @@ def walk(tab, out: Path, viewport: str, data: Path, port: int) -> list[str]:
     w.go("Model cards")
     w.check(w.wait_for("Data and split"), "Model cards: data and split")
     w.shot("model-cards")
+
+    tab.goto(f"http://127.0.0.1:{port}/batch", wait_until="networkidle")  # a bookmarked page's own URL
+    w.check(w.wait_for("Images or a .zip"), "a page's own URL opens that page")
+    w.check("Chest X-ray prediction" in w.sidebar_text(), "a page's own URL shows the app's menu, not file names")
     for note in sorted(w.notes):
         print(f"[{viewport}] note: {note}")
     return w.failures

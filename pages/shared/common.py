@@ -33,7 +33,7 @@ PAGE_FOR_KIND = {
 
 #: The app's pages in menu order: (script, label, icon). The sidebar is drawn from this list.
 PAGES = [
-    ("pages/home.py", "Home", "🏠"),
+    ("app.py", "Home", "🏠"),
     ("pages/upload.py", "Upload", "📤"),
     ("pages/preprocessing.py", "Preprocessing preview", "🎛️"),
     ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
@@ -51,7 +51,11 @@ def page_setup(title: str) -> None:
     st.session_state[NOTICES] = []
     runs = st.session_state["_page_runs"] = st.session_state.get("_page_runs", 0) + 1
     st.html(f"<!-- run {runs} -->" + CLOSE_MENU_ON_PHONES, unsafe_allow_javascript=True)  # new each run: runs again
-    with st.sidebar:  # the menu itself is st.navigation's (app.py), above this
+    with st.sidebar:
+        st.markdown("### 🩻 ScanSight")
+        for script, label, icon in PAGES:
+            st.page_link(script, label=label, icon=icon)
+        st.divider()
         st.session_state[SIDEBAR_IMAGE] = st.empty()
         show_current_image()
         st.warning(DISCLAIMER, icon="⚕️")
@@ -64,7 +68,7 @@ CLOSE_MENU_ON_PHONES = """<script>
   if (!window.scansightMenuWatch) {  // once per browser tab: remember when a menu link was tapped
     window.scansightMenuWatch = true;
     window.document.addEventListener("click", (event) => {
-      if (event.target.closest('[data-testid="stSidebarNav"] a')) window.scansightMenuTapAt = Date.now();
+      if (event.target.closest('[data-testid="stSidebar"] a')) window.scansightMenuTapAt = Date.now();
       if (event.target.closest('[data-testid="stExpandSidebarButton"]')) window.scansightMenuTapAt = 0;  // wanted
     }, true);
   }
