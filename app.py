@@ -29,7 +29,7 @@ st.markdown(
     "3. **Chest X-ray prediction**: choose the question (pneumonia or not; normal, bacterial or viral; "
     "COVID-19 or not) and get probabilities, the decision threshold, and the heatmap over the image.\n"
     "4. **Brain MRI**: the tumour mask over the slice, its area, and the tumour probability.\n"
-    "5. **CT lung infection**: the infected area on a CT slice and its share of the visible lung.\n"
+    "5. **CT lung infection**: the infected area on a CT slice and its share of the lungs, with its validation.\n"
     "6. **Batch**: many files or a zip at once, as a table you can download.\n"
     "7. **Preprocessing study**: which preprocessing and model family win under 5-fold cross-validation."
 )
