@@ -102,7 +102,8 @@ def lung_card(size: int) -> ModelCard:
         variant="lungs",
         limits=[
             "Trained on pseudo-labels (dark lung joined with the radiologists' infection masks of 42 slices), "
-            "not on lung masks drawn by a radiologist: judge its outlines in the gallery.",
+            "not on lung masks drawn by a radiologist: judge its outlines in the gallery that `python -m core.evaluate "
+            "ct-lungs` draws (not shipped: it is made from the CT test slices).",
             "A teaching and demo tool, not a diagnosis.",
         ],
         data={"labels": "pseudo-labels: core.lungs.pseudo_lungs(slice, radiologists' infection mask)"},

@@ -102,6 +102,11 @@ if card.name == "ct-lungs" and test and "infection_inside_lungs" in test:
     if gallery.exists():
         st.image(str(gallery), caption="Every test slice: the computed lungs in green, the radiologists' infection in "
                  "red (no radiologist input went into the green line).", width="stretch")  # fmt: skip
+    else:
+        st.caption(
+            f"The gallery of every outline is drawn by `{test.get('command', 'python -m core.evaluate ct-lungs ...')}` "
+            "from the CT test slices; it does not ship, since their licence does not clearly allow redistribution."
+        )
 
 if card.task == "gate" and card.metrics.get("test"):
     gate = card.metrics["test"]
