@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SCANSIGHT_DATA", REPO.parent / "shared" / "data"))
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as handle:
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), MB."""
+    with open(f"/proc/{pid}/status") as handle:
         for line in handle:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -127,14 +128,6 @@ def time_full_chest_path(models: dict[str, Any], repeats: int) -> dict[str, Any]
     return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
 
 
-def process_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
     """What the Prediction page does for one upload since issue 11: decode in the decoding process, then the
     gate, the source check, predict and Grad-CAM in the model process, and the overlay here."""
@@ -157,8 +150,8 @@ def time_page_path_through_worker(repeats: int) -> dict[str, Any]:
             overlay(pixels, cam)
 
         samples = timed(once, repeats)
-        worker_mb = process_rss_mb(models.pids()[0])
-        decoder_mb = process_rss_mb(decoder.pids()[0])
+        worker_mb = rss_mb(models.pids()[0])
+        decoder_mb = rss_mb(decoder.pids()[0])
     finally:
         decoder.close()
         models.close()
@@ -222,7 +215,7 @@ def cold_start(timeout: float = 60.0) -> tuple[float | None, float | None]:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
                         reply.read()
                 seconds = time.perf_counter() - start
-                return seconds, round(process_rss_mb(process.pid), 1)
+                return seconds, round(rss_mb(process.pid), 1)
             except OSError:
                 time.sleep(0.1)
         return None, None

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.cards import WEIGHTS_DIR
 from core.models import Prediction, ScanModel
 
 _RESIDENT: dict[str, ScanModel] = {}
+
+
+def installed(name: str) -> bool:
+    """Whether the model is loaded here or has a card in weights/ (no card is parsed: this runs per request)."""
+    return name in _RESIDENT or (WEIGHTS_DIR / f"{name}.json").is_file()
 
 
 def resident_model(name: str) -> ScanModel:
@@ -55,11 +61,10 @@ def segment_frame(model_name: str, pixels: np.ndarray, pixel_spacing_mm: tuple[f
 def ct_infection_and_lungs(pixels: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None):
     """The infection mask of a CT slice, the lungs (`core.lungs.lung_outline`; None without the `ct-lungs`
     model) and the infected share of those lungs (at most 1)."""
-    from core.cards import list_cards
     from core.lungs import infected_share, lung_outline
 
     result = segment_frame("ct-infection", pixels, pixel_spacing_mm)
-    if "ct-lungs" not in list_cards():
+    if not installed("ct-lungs"):
         return result, None, None
     lung_model = resident_model("ct-lungs")
     lungs = lung_outline(lung_model.segment(pixels), result.mask, lung_model.card.mask_threshold or 0.5)

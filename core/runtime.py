@@ -42,12 +42,12 @@ def apply(environ: dict[str, str] | None = None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
     for name, value in TF_RUNTIME_DEFAULTS.items():
         environ.setdefault(name, value)
-    return {name: environ[name] for name in (*TF_RUNTIME_DEFAULTS, "TF_ENABLE_ONEDNN_OPTS") if name in environ}
+    return {name: environ[name] for name in TF_RUNTIME_DEFAULTS if name in environ}
 
 
 def in_effect() -> dict[str, str]:
     """The runtime settings this process runs with (for cards, benchmarks and the About text)."""
-    return {name: os.environ.get(name, "") for name in (*TF_RUNTIME_DEFAULTS, "TF_ENABLE_ONEDNN_OPTS")}
+    return {name: os.environ.get(name, "") for name in TF_RUNTIME_DEFAULTS}
 
 
 def cpu_flags() -> set[str]:

@@ -88,11 +88,16 @@ class Channel:
         self.sock.close()
 
 
-def send_object(channel: Channel, obj: Any) -> None:
-    """Pickle protocol 5 with out-of-band buffers: NumPy arrays and large byte strings are sent from their own
-    memory and received into one buffer each, so a 200 MB upload or a 256 MB image is never copied twice."""
+def encode_object(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """Pickle protocol 5 with out-of-band buffers (raises before anything is sent when `obj` cannot be pickled)."""
     buffers: list[pickle.PickleBuffer] = []
-    payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
+
+
+def send_object(channel: Channel, obj: Any, encoded: tuple[bytes, list[pickle.PickleBuffer]] | None = None) -> None:
+    """NumPy arrays and large byte strings are sent from their own memory and received into one buffer each, so
+    a 200 MB upload or a 256 MB image is never copied twice. `encoded`: `encode_object(obj)`, already done."""
+    payload, buffers = encoded or encode_object(obj)
     channel.send_bytes(payload)
     channel.send_bytes(struct.pack("<I", len(buffers)))
     for buffer in buffers:
@@ -137,11 +142,11 @@ def _serve(connection, memory_limit_bytes: int | None, pool_name: str = "") -> N
         except Exception as error:  # an untyped failure: its type only (the message may quote the upload)
             reply = ("failed", type(error).__name__)
         try:
-            payload = pickle.dumps(reply, protocol=5, buffer_callback=lambda _: None)  # picklable at all?
-            del payload
+            encoded = encode_object(reply)  # pickled once; a result that cannot be pickled becomes a typed failure
         except Exception as error:
             reply = ("failed", f"unpicklable result ({type(error).__name__})")
-        send_object(connection, reply)
+            encoded = encode_object(reply)
+        send_object(connection, reply, encoded)
 
 
 REPO = Path(__file__).resolve().parent.parent
