@@ -43,6 +43,8 @@ class ModelCard:
     sha256: str = ""
     cam_layer: str = "last_conv"
     mask_threshold: float | None = None
+    test_time_flip: bool = False
+    min_component_voxels: int = 0
     description: str = ""
     architecture: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +88,7 @@ class ModelCard:
             if extra:
                 raise ModelCardError(f"Model card has unknown fields: {sorted(extra)}")
             return cls(input=InputSpec(**spec), path=path, **raw)
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelCardError(f"Model card {path or ''} is invalid: {error}") from None
 
     @classmethod
@@ -121,13 +123,24 @@ def list_cards(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
     return cards
 
 
+# The starts compared by the transfer-learning study: variant -> (start weights, network).
+STARTS: dict[str, tuple[str, str]] = {
+    "imagenet": ("ImageNet", "EfficientNet-Lite0"),
+    "fine-tuned": ("our chest backbone", "compact CNN"),
+    "scratch": ("random", "compact CNN"),
+    "lite0-scratch": ("random", "EfficientNet-Lite0"),
+}
+
+
 def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
-    """Scratch vs fine-tuned, per task: one row per trained variant (a deployed copy of a variant, which
-    has the same weights, is not listed twice), with its held-out test figures."""
+    """ImageNet start vs chest backbone vs scratch, per task: one row per trained variant (a deployed copy of
+    a variant, which has the same weights, is not listed twice), with its validation and held-out test figures."""
     rows = []
     seen: set[tuple[str, str]] = set()
-    for card in sorted(cards.values(), key=lambda c: (c.task, not c.deployed, c.name)):
-        if card.variant not in ("scratch", "fine-tuned") or (card.task, card.sha256) in seen:
+    order = list(STARTS)
+    ranked = sorted(cards.values(), key=lambda c: (c.task, order.index(c.variant) if c.variant in order else 9, c.name))
+    for card in ranked:
+        if card.variant not in STARTS or (card.task, card.sha256) in seen:
             continue
         seen.add((card.task, card.sha256))
         test = card.metrics.get("test", {})
@@ -136,6 +149,8 @@ def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
             {
                 "task": card.task,
                 "variant": card.variant,
+                "start": STARTS[card.variant][0],
+                "network": STARTS[card.variant][1],
                 "model": card.name,
                 "deployed": any(c.deployed and c.sha256 == card.sha256 for c in cards.values()),
                 "epochs": card.training.get("epochs_run"),
@@ -146,6 +161,8 @@ def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
                 "test_macro_f1": test.get("macro_f1"),
                 "test_sensitivity": test.get("sensitivity"),
                 "test_specificity": test.get("specificity"),
+                "test_auc_bacterial_vs_viral": test.get("auc_bacterial_vs_viral"),
+                "test_ci95": test.get("ci95", {}),
             }
         )
     return rows

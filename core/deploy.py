@@ -55,29 +55,32 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
 
 
 def transfer_sentence(rows: Sequence[dict]) -> str:
-    """What the scratch vs fine-tuned comparison of one task found, in one sentence (test figures)."""
-    by_variant = {row["variant"]: row for row in rows}
-    scratch, tuned = by_variant.get("scratch"), by_variant.get("fine-tuned")
-    if not scratch or not tuned:
+    """What the comparison of starts (ImageNet, chest backbone, scratch) of one task found, in one sentence."""
+    from core.cards import STARTS
+
+    if len(rows) < 2:
         return ""
-    keys = [("test_auc", "AUC", "{:.3f}"), ("test_macro_f1", "macro-F1", "{:.3f}"),
-            ("test_accuracy", "accuracy", "{:.1%}"), ("test_specificity", "specificity", "{:.1%}")]  # fmt: skip
-    parts, better, worse = [], 0, 0
-    for key, label, fmt in keys:
-        if scratch.get(key) is None or tuned.get(key) is None:
-            continue
-        parts.append(f"{label} {fmt.format(tuned[key])} vs {fmt.format(scratch[key])}")
-        better += tuned[key] > scratch[key]
-        worse += tuned[key] < scratch[key]
-    verdict = "beat" if better and not worse else "did not beat" if worse and not better else "did not clearly beat"
+    key, label, fmt = (
+        ("test_auc", "AUC", "{:.3f}") if any(r.get("test_auc") is not None for r in rows)
+        else ("test_macro_f1", "macro-F1", "{:.3f}")
+    )  # fmt: skip
+    scored = [row for row in rows if row.get(key) is not None]
+    if len(scored) < 2:
+        return ""
+    parts = [f"{STARTS[r['variant']][0]} start ({STARTS[r['variant']][1]}) {fmt.format(r[key])}" for r in scored]
+    best = max(scored, key=lambda r: r[key])
+    deployed = next((r for r in rows if r["deployed"]), None)
+    chosen = (
+        f"; in use: the {STARTS[deployed['variant']][0]} start, chosen on validation" if deployed is not None else ""
+    )
     return (
-        f"On the held-out test set the fine-tuned backbone {verdict} training from scratch "
-        f"(fine-tuned vs scratch: {', '.join(parts)}; {tuned['epochs']} vs {scratch['epochs']} epochs)."
+        f"Held-out test {label} by start: {', '.join(parts)}. Best on test: the {STARTS[best['variant']][0]} "
+        f"start{chosen} (one training run each)."
     )
 
 
 def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
-    """Write each task's scratch vs fine-tuned finding into the deployed card of that task."""
+    """Write each task's comparison of starts into the deployed card of that task."""
     from core.cards import list_cards, transfer_table
 
     cards = list_cards(weights_dir)

@@ -20,7 +20,7 @@ import numpy as np
 from core.cards import WEIGHTS_DIR
 from core.data import Sample, covid_holdout, list_covid, list_labelled, list_pneumonia_types
 from core.loading import load_image
-from core.metrics import binary_metrics, multiclass_metrics
+from core.metrics import binary_metrics, bootstrap_intervals, multiclass_metrics
 from core.models import ScanModel, softmax
 
 MRI_TASKS = ("mri-segmentation", "mri-tumour")
@@ -47,9 +47,22 @@ def evaluate_classifier(
     probabilities = softmax(np.concatenate(logits), model.card.temperature)
     labels = np.array([s.label for s in samples])
     if len(model.classes) == 2 and model.card.positive_index is not None:
-        metrics = binary_metrics(labels, probabilities[:, model.card.positive_index], model.card.threshold or 0.5)
+        threshold = model.card.threshold or 0.5
+        positive = probabilities[:, model.card.positive_index]
+        metrics = binary_metrics(labels, positive, threshold)
+        metrics["ci95"] = bootstrap_intervals(
+            labels,
+            positive,
+            lambda y, s: binary_metrics(y, s, threshold),
+            ["accuracy", "sensitivity", "specificity", "auc"],
+        )
     else:
         metrics = multiclass_metrics(labels, probabilities, model.classes)
+        metrics["ci95"] = bootstrap_intervals(
+            labels, probabilities, lambda y, p: multiclass_metrics(y, p, model.classes),
+            ["accuracy", "macro_f1", "auc_bacterial_vs_viral"],
+        )  # fmt: skip
+    metrics["ci95_method"] = "percentile bootstrap over images, 1,000 resamples (seed 0); model and threshold fixed"
 
     single = []
     for sample in samples[: min(20, len(samples))]:
@@ -85,11 +98,11 @@ def _mri_patients(model: ScanModel, root: Path, split: str) -> list:
 
 def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool = True) -> dict[str, Any]:
     """Per-patient Dice / IoU over whole volumes at the slices' own resolution, plus per-slice figures."""
-    import cv2
     from tqdm import tqdm
 
     from core.metrics import dice, iou
     from core.mri import read_mask, read_slice
+    from core.mri_study import remove_small_components
 
     threshold = model.card.mask_threshold or 0.5
     per_patient, slice_dice, slice_iou = {}, [], []
@@ -97,17 +110,13 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
     for patient in tqdm(patients, disable=not progress, desc="patients", unit="patient"):
         pixels = [read_slice(item.image) for item in patient.slices]
         truth = np.stack([read_mask(item.mask, p.shape[:2]) for item, p in zip(patient.slices, pixels, strict=True)])
-        batch = np.stack([model.prepare(p) for p in pixels])
-        probabilities = model.logits(batch)[..., 0]
-        predicted = np.stack(
-            [
-                cv2.resize(prob, (p.shape[1], p.shape[0]), interpolation=cv2.INTER_LINEAR) >= threshold
-                for prob, p in zip(probabilities, pixels, strict=True)
-            ]
-        )
+        predicted = np.stack(model.segment_many(pixels)) >= threshold
+        predicted = remove_small_components(predicted, model.card.min_component_voxels)
         per_patient[patient.patient_id] = {
             "dice": dice(predicted, truth),
             "iou": iou(predicted, truth),
+            "volume_voxels_predicted": int(predicted.sum()),
+            "volume_voxels_true": int(truth.sum()),
             "slices": len(pixels),
             "tumour_slices": int(truth.reshape(len(truth), -1).any(axis=1).sum()),
         }
@@ -118,6 +127,12 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
         total_slices += len(pixels)
     elapsed = time.perf_counter() - started
     dices = [value["dice"] for value in per_patient.values()]
+    volume_errors = [
+        abs(v["volume_voxels_predicted"] - v["volume_voxels_true"]) / v["volume_voxels_true"]
+        for v in per_patient.values()
+        if v["volume_voxels_true"] > 0
+    ]
+    worst = sorted(per_patient, key=lambda name: per_patient[name]["dice"])[:5]
     return {
         "n_patients": len(per_patient),
         "n_slices": total_slices,
@@ -130,6 +145,12 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
         "iou_slices_with_tumour": float(np.mean(slice_iou)) if slice_iou else None,
         "n_slices_with_tumour": len(slice_dice),
         "latency_ms_per_slice_batched": 1000 * elapsed / max(total_slices, 1),
+        "test_time_flip": model.card.test_time_flip,
+        "min_component_voxels": model.card.min_component_voxels,
+        "volume_mape": float(np.mean(volume_errors)) if volume_errors else None,
+        "volume_mape_note": "mean absolute percentage error of the tumour volume per patient (predicted vs "
+        "radiologist mask voxels; any voxel size cancels out)",
+        "worst_patients": [{"patient": name, "dice": per_patient[name]["dice"]} for name in worst],
         "per_patient": per_patient,
     }
 

@@ -58,6 +58,16 @@ def segment_frame(model_name: str, pixels: np.ndarray, pixel_spacing_mm: tuple[f
     return result
 
 
+def segment_study(frames: list[np.ndarray]) -> np.ndarray:
+    """Tumour masks (N, H, W) bool of a brain MRI study's slices, batched, with the card's test-time flip and
+    3-D component filter (components across slices smaller than the card's minimum are dropped)."""
+    from core.mri_study import remove_small_components
+
+    model = resident_model("mri-segmentation")
+    masks = np.stack(model.segment_many(frames)) >= float(model.card.mask_threshold or 0.5)
+    return remove_small_components(masks, model.card.min_component_voxels)
+
+
 def ct_infection_and_lungs(pixels: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None):
     """The infection mask of a CT slice, the lungs (`core.lungs.lung_outline`; None without the `ct-lungs`
     model) and the infected share of those lungs (at most 1)."""

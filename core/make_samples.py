@@ -6,7 +6,8 @@ or date travels with them (a manifest keeps the source for attribution):
   viral image by file name;
 - TCGA-LGG brain MRI (Buda et al. 2019, TCIA, CC BY 3.0), the `mri-segmentation` card's held-out test
   patients: for the first two, the slice with the largest marked tumour, and for the first one also a slice
-  without tumour.
+  without tumour; and the first one's whole study as a zip (slices and the radiologist's masks, renamed
+  ``slice_NN.jpg`` / ``slice_NN_mask.png``) for the Brain MRI page's study mode.
 No CT slice ships: the COVID-19 CT set's licence does not clearly allow redistribution.
 """
 
@@ -68,6 +69,28 @@ def pick(data: Path) -> list[dict[str, str]]:
     return chosen
 
 
+def write_study_zip(data: Path, out: Path) -> dict[str, str]:
+    """The first test patient's slices and masks, in slice order, renamed (no id, no date), as one zip."""
+    import zipfile
+
+    from core.mri import list_patients
+
+    card = json.loads(Path(__file__).resolve().parent.parent.joinpath("weights", "mri-segmentation.json").read_text())
+    wanted = card["data"]["test_patients"][0]
+    patient = next(p for p in list_patients(data / "lgg_mri") if p.patient_id == wanted)
+    name = "brain-mri-lgg-study-patient-1.zip"
+    with zipfile.ZipFile(out / name, "w", compression=zipfile.ZIP_STORED) as archive:
+        for number, item in enumerate(patient.slices, start=1):
+            archive.write(item.image, f"slice_{number:02d}{item.image.suffix}")
+            if item.mask is not None:
+                archive.write(item.mask, f"slice_{number:02d}_mask{item.mask.suffix}")
+    return {
+        "file": name, "kind": "study",
+        "label": f"Brain MRI study, test patient 1: {len(patient.slices)} slices with the radiologist's masks",
+        "source": TCGA,
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.make_samples", description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
@@ -78,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in pick(args.data):
         shutil.copyfile(item.pop("source_path"), args.out / item["file"])
         manifest.append(item)
+    manifest.append(write_study_zip(args.data, args.out))
     (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     total = sum((args.out / item["file"]).stat().st_size for item in manifest)
     print(f"{len(manifest)} samples, {total / 1e3:.0f} kB, in {args.out}")

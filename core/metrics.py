@@ -59,6 +59,7 @@ def multiclass_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: l
         "accuracy": float((predicted == y_true).mean()),
         "macro_f1": float(f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)),
         "auc_ovr": auc,
+        "auc_bacterial_vs_viral": bacterial_viral_auc(y_true, probabilities, classes),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
@@ -106,3 +107,49 @@ def iou(prediction: np.ndarray, truth: np.ndarray, empty_value: float = 1.0) -> 
     a, b = np.asarray(prediction).astype(bool), np.asarray(truth).astype(bool)
     union = int((a | b).sum())
     return empty_value if union == 0 else int((a & b).sum()) / union
+
+
+def bacterial_viral_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> float | None:
+    """AUC of bacterial vs viral among the pneumonia images (as Kermany et al.), scored by
+    P(viral) / (P(bacterial) + P(viral))."""
+    from sklearn.metrics import roc_auc_score
+
+    if "BACTERIAL" not in classes or "VIRAL" not in classes:
+        return None
+    bacterial, viral = classes.index("BACTERIAL"), classes.index("VIRAL")
+    y_true = np.asarray(y_true)
+    keep = np.isin(y_true, [bacterial, viral])
+    if len(np.unique(y_true[keep])) < 2:
+        return None
+    p = np.asarray(probabilities)[keep]
+    return float(roc_auc_score(y_true[keep] == viral, p[:, viral] / np.maximum(p[:, viral] + p[:, bacterial], 1e-12)))
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    metrics_of: Any,
+    keys: list[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap confidence intervals of `keys` of ``metrics_of(y_true, scores)`` (images resampled
+    with replacement; the model and its threshold stay fixed)."""
+    rng = np.random.default_rng(seed)
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    values: dict[str, list[float]] = {key: [] for key in keys}
+    for _ in range(n_resamples):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        if len(np.unique(y_true[pick])) < len(np.unique(y_true)):
+            continue
+        result = metrics_of(y_true[pick], scores[pick])
+        for key in keys:
+            if result.get(key) is not None:
+                values[key].append(float(result[key]))
+    tail = (1 - level) / 2 * 100
+    return {
+        key: [round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4)]
+        for key, v in values.items()
+        if v
+    }

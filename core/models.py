@@ -8,6 +8,7 @@ applied here from the card, so the same weights can be recalibrated without retr
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,29 @@ class ScanModel:
             return np.where(probabilities[:, positive] >= self.card.threshold, positive, 1 - positive)
         return probabilities.argmax(axis=-1)
 
+    def mask_probabilities(self, prepared: np.ndarray) -> np.ndarray:
+        """(N, h, w) mask probabilities on the network grid for a prepared batch; averaged with the
+        mirror image's (flipped back) when the card asks for a test-time flip."""
+        probability = np.asarray(self.logits(prepared)[..., 0], dtype=np.float32)
+        if self.card.test_time_flip:
+            mirrored = np.asarray(self.logits(prepared[:, :, ::-1])[..., 0], dtype=np.float32)[:, :, ::-1]
+            probability = (probability + mirrored) / 2
+        return probability
+
     def segment(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
         """Mask probability (H, W) float32 in [0, 1], put back on the frame's geometry (crop and size)."""
         pixels = image.frame(frame) if isinstance(image, LoadedImage) else np.asarray(image, dtype=np.float32)
-        prepared = self.prepare(pixels)
-        probability = np.asarray(self.logits(prepared[np.newaxis])[0, ..., 0], dtype=np.float32)
+        probability = self.mask_probabilities(self.prepare(pixels)[np.newaxis])[0]
         return to_image_geometry(self, pixels, probability)
+
+    def segment_many(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """`segment` for many frames, batched."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(frames), batch_size):
+            chunk = frames[start : start + batch_size]
+            probabilities = self.mask_probabilities(np.stack([self.prepare(p) for p in chunk]))
+            out += [to_image_geometry(self, p, prob) for p, prob in zip(chunk, probabilities, strict=True)]
+        return out
 
     def predict(self, image: LoadedImage | np.ndarray, frame: int = 0) -> Prediction:
         prepared = self.prepare(image, frame)

@@ -89,19 +89,29 @@ class Resize(Step):
 @register
 @dataclass
 class Normalise(Step):
-    """Stretch intensities between two percentiles to [0, 1]."""
+    """Stretch intensities between two percentiles to [0, 1]; each channel on its own when `per_channel`.
+
+    Per channel suits stacked MRI sequences (pre-contrast, FLAIR, post-contrast): stretched together,
+    a dark FLAIR stays dark beside bright other channels, and the tumour it shows fades.
+    """
 
     low_percentile: float = 0.5
     high_percentile: float = 99.5
+    per_channel: bool = False
     name: ClassVar[str] = "normalise"
     label: ClassVar[str] = "Normalise"
     description: ClassVar[str] = "Stretch intensities between the 0.5th and 99.5th percentile to [0, 1]."
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def _stretch(self, image: np.ndarray) -> np.ndarray:
         low, high = np.percentile(image, [self.low_percentile, self.high_percentile])
         if high - low < 1e-6:
             return np.zeros_like(image, dtype=np.float32)
         return np.clip((image - low) / (high - low), 0, 1).astype(np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.per_channel and image.ndim == 3:
+            return _per_channel(image, self._stretch)
+        return self._stretch(image)
 
 
 @register

@@ -71,12 +71,20 @@ def list_samples(folder: str | os.PathLike | None = None) -> list[SampleImage]:
 
 def demo_set(folder: Path = DEMO_SET) -> list[SampleImage]:
     """The committed demo images, labelled by what they are, with their source (assets/samples/samples.json)."""
+    return _manifest_entries(folder, "image")
+
+
+def demo_studies(folder: Path = DEMO_SET) -> list[SampleImage]:
+    """The committed demo studies (zips of one test patient's slices and masks) for the Brain MRI page."""
+    return _manifest_entries(folder, "study")
+
+
+def _manifest_entries(folder: Path, kind: str) -> list[SampleImage]:
     manifest = folder / "samples.json"
     if not manifest.is_file():
         return []
-    entries = json.loads(manifest.read_text())
     return [
         SampleImage(f"{entry['label']} — {entry['source'].split(',')[0].split(' via ')[0]}", folder / entry["file"])
-        for entry in entries
-        if (folder / entry["file"]).is_file()
+        for entry in json.loads(manifest.read_text())
+        if entry.get("kind", "image") == kind and (folder / entry["file"]).is_file()
     ]

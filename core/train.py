@@ -159,12 +159,15 @@ def train_classifier(
     limit: int | None = None,
     init_from: Path | None = None,
     name: str | None = None,
+    architecture: str = "cnn",
     log: Callable[[str], None] = print,
 ) -> ModelCard:
     """Train, calibrate and save one classifier; returns its card (saved beside the weights).
 
     `init_from`: a pretrained backbone (.keras) whose layers, all but the logits, start the network
-    (fine-tuning); `name`: the card and file name when it is not the task's (e.g. a variant)."""
+    (fine-tuning); `name`: the card and file name when it is not the task's (e.g. a variant);
+    `architecture`: "cnn" (the compact CNN), "lite0-imagenet" (EfficientNet-Lite0 from the ported ImageNet
+    weights) or "lite0-scratch" (the same network from random weights)."""
     import keras
     import tensorflow as tf
 
@@ -212,7 +215,16 @@ def train_classifier(
     class_weight = {i: float(len(y_train) / (n_classes * max(c, 1))) for i, c in enumerate(counts)}
     log(f"class counts (train) {counts.tolist()}, class weights {class_weight}")
 
-    model = build_classifier((size, size, 1), n_classes, widths=tuple(widths), name=f"{name.replace('-', '_')}_cnn")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if architecture.startswith("lite0"):
+        from core.efficientnet import CHEST_BLOCKS, last_block_name, lite0_classifier
+
+        model = lite0_classifier(size, n_classes, imagenet=architecture == "lite0-imagenet",
+                                 name=f"{name.replace('-', '_')}_lite0")  # fmt: skip
+        card.cam_layer = last_block_name(CHEST_BLOCKS)
+    else:
+        model = build_classifier((size, size, 1), n_classes, widths=tuple(widths), name=f"{name.replace('-', '_')}_cnn")
     if init_from is not None:
         copied = copy_backbone(Path(init_from), model)
         log(f"initialised {copied} layers from {init_from} (all but the logits)")
@@ -267,6 +279,20 @@ def train_classifier(
         f"compact VGG-style CNN {origin}: stages {list(widths)} (conv + separable conv, BN, ReLU, max-pool), "
         f"global average pooling, dropout 0.3, dense logits; {model.count_params():,} parameters"
     )
+    if architecture.startswith("lite0"):
+        imagenet = architecture == "lite0-imagenet"
+        card.variant = "imagenet" if imagenet else "lite0-scratch"
+        card.architecture = (
+            f"EfficientNet-Lite0, its first 14 of 16 MBConv blocks (ReLU6, no squeeze-excitation; the last two "
+            f"blocks and the 1280 head dropped to stay under 10 MB per file), one grey channel (stem kernels "
+            f"summed over RGB), global average pooling, dropout 0.2, dense logits; "
+            f"{model.count_params():,} parameters; "
+            + (
+                "all layers fine-tuned from the ImageNet weights ported by tools/convert_efficientnet_lite0.py"
+                if imagenet
+                else "random start (the architecture control for the ImageNet start)"
+            )
+        )
     card.data = {
         "source": task.source,
         "train_dir": str(data_dir),
@@ -278,7 +304,13 @@ def train_classifier(
         "test": task.test_note,
     }
     card.training = {
-        "initialisation": str(init_from) if init_from else "random (from scratch)",
+        "initialisation": (
+            "ImageNet (weights/efficientnet-lite0-imagenet.npz)"
+            if architecture == "lite0-imagenet"
+            else str(init_from)
+            if init_from
+            else "random (from scratch)"
+        ),
         "epochs_run": len(best.history),
         "best_epoch": best.epoch,
         "batch_size": batch_size,
@@ -321,6 +353,7 @@ def copy_backbone(backbone_path: Path, model) -> int:
     return copied
 
 
+ARCHITECTURES = ("cnn", "lite0-imagenet", "lite0-scratch")
 MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection", "ct-lungs")
 
 
@@ -340,6 +373,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segmentation-card", type=Path, default=Path("weights/mri-segmentation.json"))
     parser.add_argument("--init", type=Path, default=None, help="fine-tune from this pretrained backbone (.keras)")
     parser.add_argument("--name", type=str, default=None, help="model name when not the task's (a variant)")
+    parser.add_argument(
+        "--tune-only", action="store_true",
+        help="mri-segmentation: only rechoose the mask threshold, flip and component filter on validation patients",
+    )  # fmt: skip
+    parser.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default="cnn",
+        help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch",
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
@@ -357,9 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None
     }
     if args.task == "mri-segmentation":
-        from core.train_mri import train_segmentation
+        from core.train_mri import train_segmentation, tune_postprocessing
 
-        train_segmentation(args.data, args.out, **common, **optional)
+        if not args.tune_only:
+            train_segmentation(args.data, args.out, **common, **optional)
+        tune_postprocessing(args.out / "mri-segmentation.json", args.data, log=log)
     elif args.task in ("ct-infection", "ct-lungs"):
         from core.ct import train_ct
 
@@ -381,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pretrain_backbone(args.data, args.out, **common, **optional)
     else:
-        train_classifier(args.task, args.data, args.out, init_from=args.init, name=args.name, **common, **optional)
+        train_classifier(args.task, args.data, args.out, init_from=args.init, name=args.name,
+                         architecture=args.architecture, **common, **optional)  # fmt: skip
     return 0
 
 

@@ -26,7 +26,8 @@ GREY_INPUT_NOTE = (
 
 
 def mri_preprocessing(size: int) -> list[dict[str, Any]]:
-    return [{"name": "resize", "size": [size, size]}, {"name": "normalise"}]
+    """Resize, then stretch each sequence (channel) on its own: a dark FLAIR must not stay dark."""
+    return [{"name": "resize", "size": [size, size]}, {"name": "normalise", "per_channel": True}]
 
 
 def load_patients(
@@ -338,4 +339,69 @@ def train_tumour(
     card.metrics = {"validation": binary_metrics(y_val, probabilities[:, 1], card.threshold)}
     card.save(out_dir / f"{card.name}.json")
     log(f"saved {weights_path}; validation AUC {card.metrics['validation']['auc']:.4f}")
+    return card
+
+
+MIN_VOXEL_GRID = (0, 25, 50, 100, 200, 400, 800)
+
+
+def patient_masks(model: ScanModel, patients: Sequence[MriPatient], flip: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(probabilities N x H x W at the slices' size, truth masks) per patient, with or without the test-time flip."""
+    saved = model.card.test_time_flip
+    model.card.test_time_flip = flip
+    try:
+        out = []
+        for patient in patients:
+            pixels = [read_slice(item.image) for item in patient.slices]
+            truth = np.stack(
+                [read_mask(item.mask, p.shape[:2]) for item, p in zip(patient.slices, pixels, strict=True)]
+            )
+            out.append((np.stack(model.segment_many(pixels)), truth))
+        return out
+    finally:
+        model.card.test_time_flip = saved
+
+
+def tune_postprocessing(card_path: Path, data_dir: Path, log: Callable[[str], None] = print) -> ModelCard:
+    """Choose, on the validation patients only, the mask threshold, the test-time flip and the smallest 3-D
+    component kept (per-patient Dice over whole volumes); write the choice and the grid into the card."""
+    from core.mri_study import remove_small_components
+
+    card = ModelCard.load(card_path)
+    model = ScanModel.load(card)
+    wanted = set(card.data.get("validation_patients", []))
+    validation = [p for p in list_patients(data_dir) if p.patient_id in wanted]
+    if not validation:
+        raise ValueError("the card lists no validation patients found under the data folder")
+    grid = []
+    for flip in (False, True):
+        volumes = patient_masks(model, validation, flip)
+        for threshold in [round(0.2 + 0.05 * step, 2) for step in range(13)]:
+            for min_voxels in MIN_VOXEL_GRID:
+                scores = [dice(remove_small_components(p >= threshold, min_voxels), t) for p, t in volumes]
+                grid.append({"flip": flip, "mask_threshold": threshold, "min_component_voxels": min_voxels,
+                             "dice_mean": float(np.mean(scores)), "dice_median": float(np.median(scores))})  # fmt: skip
+    best = max(grid, key=lambda row: (round(row["dice_mean"], 4), -row["min_component_voxels"], not row["flip"]))
+    plain = next(r for r in grid if not r["flip"] and r["min_component_voxels"] == 0
+                 and r["mask_threshold"] == card.mask_threshold)  # fmt: skip
+    card.mask_threshold = best["mask_threshold"]
+    card.test_time_flip = best["flip"]
+    card.min_component_voxels = best["min_component_voxels"]
+    card.threshold_method = (
+        "mask threshold, test-time horizontal flip and the smallest 3-D connected component kept, chosen together "
+        "to maximise mean per-patient Dice on the validation patients (python -m core.train mri-segmentation "
+        "--tune-only)"
+    )
+    card.metrics.setdefault("validation", {})
+    card.metrics["validation"].update(
+        {"dice_mean": best["dice_mean"], "dice_median": best["dice_median"],
+         "dice_mean_without_postprocessing": plain["dice_mean"],
+         "postprocessing_grid_best_10": sorted(grid, key=lambda r: -r["dice_mean"])[:10]}
+    )  # fmt: skip
+    card.save()
+    log(
+        f"validation Dice {plain['dice_mean']:.4f} (threshold {plain['mask_threshold']}, no flip, no filter) -> "
+        f"{best['dice_mean']:.4f} (threshold {best['mask_threshold']}, flip {best['flip']}, "
+        f"components >= {best['min_component_voxels']} voxels)"
+    )
     return card

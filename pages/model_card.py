@@ -168,6 +168,7 @@ if card.mask_threshold is not None:
 if card.calibration_method:
     st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
 
+
 def readable(value) -> str:
     """A card value as text a reader can scan: lists as counts or short joins, numbers with separators."""
     if isinstance(value, list):

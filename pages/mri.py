@@ -1,4 +1,5 @@
-"""Brain MRI: tumour mask over the slice, its area, the tumour probability with Grad-CAM, mask download."""
+"""Brain MRI: tumour mask over the slice, its area, the tumour probability with Grad-CAM, mask download;
+or a whole study (several slices of one patient): masks, tumour volume and a slice strip."""
 
 import streamlit as st
 
@@ -16,20 +17,27 @@ from pages.shared.common import (
     require_image,
     test_caption,
 )
+from pages.shared.mri_study_view import study_section
 
 page_setup("Brain MRI")
 st.title("🧠 Brain MRI")
 st.caption(
     "An axial brain MRI slice: the 3-channel stack of the LGG data set (pre-contrast, FLAIR, post-contrast) "
-    "or a single grey FLAIR slice (PNG, JPEG, TIFF or DICOM)."
+    "or a single grey FLAIR slice (PNG, JPEG, TIFF or DICOM) — or a whole study of one patient for the tumour volume."
 )
-
-image = require_image()
-if image is None:
-    st.stop()
 cards = model_cards()
 if "mri-segmentation" not in cards:
     st.error("The brain MRI segmentation model is not installed in `weights/`.")
+    st.stop()
+mode = st.segmented_control(
+    "What to segment", ["One slice", "A whole study"], default="One slice", key="mri_mode", required=True
+)
+if mode == "A whole study":
+    study_section(cards["mri-segmentation"])
+    st.stop()
+
+image = require_image()
+if image is None:
     st.stop()
 
 controls = st.columns(4)
@@ -44,7 +52,6 @@ if not gate_allows(image, "brain-mri", frame):
 results = st.session_state.setdefault("mri_results", {})
 key = (st.session_state["upload"].key, frame)
 if key not in results:
-
     with st.spinner("Segmenting…"):
         pixels = image.frame(frame)
         result = model_call(inference.segment_frame, "mri-segmentation", pixels, image.pixel_spacing_mm)

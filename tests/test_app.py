@@ -156,6 +156,27 @@ def test_mri_page_on_a_real_mr_dicom_gives_area_in_mm2_or_no_tumour():
 
 
 @needs_mri
+def test_mri_study_mode_gives_volume_dice_and_a_slice_strip_for_the_sample_study():
+    from core.samples import demo_studies
+
+    if not demo_studies():
+        pytest.skip("no sample study in assets/samples")
+    at = visit(start(), "pages/mri.py")
+    at.segmented_control(key="mri_mode").set_value("A whole study").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="mri_study_sample").set_value(demo_studies()[0].label).run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Slices read"] == "56" and metrics["Tumour volume"].endswith(" mL")
+    assert 0.5 < float(metrics["Dice vs the radiologist's masks"]) <= 1.0
+    assert "assumed" in all_text(at)  # JPEG slices carry no spacing: the assumption is stated
+    largest = at.slider(key="mri_study_slice").value
+    assert any("largest tumour area" in c for c in captions(at))
+    at.slider(key="mri_study_slice").set_value(1 if largest != 1 else 2).run()
+    assert not at.exception and not any("largest tumour area" in c for c in captions(at))
+
+
+@needs_mri
 def test_mri_page_frame_slider_on_multiframe_dicom():
     path = data_path("dicom", "emri_small.dcm")
     at = past_gate(visit(upload(start(), path.name, path.read_bytes(), "application/dicom"), "pages/mri.py"))

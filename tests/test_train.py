@@ -150,16 +150,23 @@ def test_pretraining_leaves_out_every_validation_and_test_image():
     assert len(used) > 5000
 
 
-def test_transfer_sentence_says_whether_fine_tuning_won():
+def test_transfer_sentence_names_each_start_and_the_one_in_use():
     from core.deploy import transfer_sentence
 
-    scratch = {"variant": "scratch", "epochs": 30, "test_auc": 0.97, "test_accuracy": 0.88, "test_specificity": 0.69}
-    mixed = {"variant": "fine-tuned", "epochs": 8, "test_auc": 0.96, "test_accuracy": 0.90, "test_specificity": 0.76}
-    better = {**mixed, "test_auc": 0.98}
-    assert "did not clearly beat" in transfer_sentence([scratch, mixed])
-    assert "backbone beat" in transfer_sentence([scratch, better]) and "8 vs 30 epochs" in transfer_sentence(
-        [scratch, better]
-    )
+    scratch = {"variant": "scratch", "deployed": False, "test_auc": 0.97}
+    tuned = {"variant": "fine-tuned", "deployed": False, "test_auc": 0.96}
+    imagenet = {"variant": "imagenet", "deployed": True, "test_auc": 0.98}
+    sentence = transfer_sentence([imagenet, tuned, scratch])
+    assert "ImageNet start (EfficientNet-Lite0) 0.980" in sentence
+    assert "our chest backbone start (compact CNN) 0.960" in sentence and "random start (compact CNN) 0.970" in sentence
+    assert "Best on test: the ImageNet start; in use: the ImageNet start, chosen on validation" in sentence
+    worse = transfer_sentence([{**imagenet, "test_auc": 0.95}, tuned, scratch])
+    assert "Best on test: the random start; in use: the ImageNet start" in worse
+    three_class = [
+        {"variant": "scratch", "deployed": True, "test_macro_f1": 0.8},
+        {"variant": "fine-tuned", "deployed": False, "test_macro_f1": 0.85},
+    ]
+    assert "macro-F1" in transfer_sentence(three_class)
     assert transfer_sentence([scratch]) == ""
 
 
