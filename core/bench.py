@@ -180,6 +180,32 @@ def time_ct_page(repeats: int) -> dict[str, Any]:
     return {**percentiles(samples), "measures": what, "input": name, "repeats": repeats}
 
 
+def time_mri_study(n_slices: int = 60, repeats: int = 3) -> dict[str, Any]:
+    """What the Brain MRI page's study mode does for a 60-slice study: read (decode) every slice, masks with the
+    card's flip and 3-D filter, measure the volume. Slices are a test patient's, repeated to 60 when shorter."""
+    from core import inference
+    from core.mri_study import measure_study, read_study
+
+    sample = REPO / "assets" / "samples" / "brain-mri-lgg-study-patient-1.zip"
+    if not sample.is_file():
+        return {}
+    import zipfile
+
+    with zipfile.ZipFile(sample) as archive:
+        slices = [(n, archive.read(n)) for n in sorted(archive.namelist()) if "_mask" not in n]
+    files = [(f"s_{i:03d}.jpg", slices[i % len(slices)][1]) for i in range(n_slices)]
+
+    def once() -> None:
+        study = read_study(files)
+        measure_study(study, inference.segment_study([item.pixels for item in study.slices]))
+
+    samples = timed(once, repeats, warm_up=1)
+    return {
+        "p50_ms": round(float(np.median(samples)) * 1000, 1), "p95_ms": round(float(np.max(samples)) * 1000, 1),
+        "measures": f"a {n_slices}-slice study: decode + masks (flip, 3-D filter) + volume", "repeats": repeats,
+    }  # fmt: skip
+
+
 def batch_throughput(model, n: int = 256, batch_size: int = 64) -> float:
     from core.data import list_labelled
     from core.loading import load_image
@@ -255,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         result["models"]["pneumonia, page path via workers"] = through
     if "ct-lungs" in models and "ct-infection" in models:
         result["models"]["CT page path"] = time_ct_page(args.repeats)
+    if "mri-segmentation" in models and (study := time_mri_study()):
+        result["models"]["MRI study, 60 slices"] = study
     result["rss_mb"] = round(rss_mb(), 1)
     if "pneumonia" in models:
         result["batch_images_per_s"] = round(batch_throughput(models["pneumonia"]), 1)

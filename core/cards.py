@@ -45,6 +45,7 @@ class ModelCard:
     mask_threshold: float | None = None
     test_time_flip: bool = False
     min_component_voxels: int = 0
+    decision_rule: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     architecture: str = ""
     data: dict[str, Any] = field(default_factory=dict)

@@ -290,6 +290,14 @@ def imagenet_lite0(
     return model
 
 
+def imagenet_start_card(path: Path = IMAGENET_WEIGHTS) -> dict[str, Any] | None:
+    """The ImageNet start weights' card (source, licence, the port's check), or None when not committed."""
+    import json
+
+    card = path.with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else None
+
+
 # A few ImageNet-1k class indices, for the port's photo check (the standard class order).
 IMAGENET_CLASSES: dict[int, str] = {
     281: "tabby cat", 282: "tiger cat", 283: "Persian cat", 284: "Siamese cat", 285: "Egyptian cat",

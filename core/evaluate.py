@@ -156,22 +156,37 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
 
 
 def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = True) -> dict[str, Any]:
-    """Slice-level tumour yes/no metrics; a slice is positive when its mask is not empty."""
-    from tqdm import tqdm
+    """Slice-level tumour yes/no (a slice is positive when its mask is not empty): the classifier alone, and
+    the card's decision rule (classifier and / or mask area) when it has one; plus per-patient figures."""
+    from core.segmentation import tumour_decision
+    from core.train_mri import slice_scores
 
-    from core.mri import read_mask, read_slice
-
-    scores, labels, started = [], [], time.perf_counter()
-    for patient in tqdm(patients, disable=not progress, desc="patients", unit="patient"):
-        pixels = [read_slice(item.image) for item in patient.slices]
-        for item, p in zip(patient.slices, pixels, strict=True):
-            labels.append(bool(read_mask(item.mask, p.shape[:2]).any()))
-        probabilities = model.probabilities(np.stack([model.prepare(p) for p in pixels]))
-        scores += probabilities[:, model.card.positive_index].tolist()
+    started = time.perf_counter()
+    rule = model.card.decision_rule
+    segmenter = ScanModel.load(rule.get("mask_model", "mri-segmentation"), model.card.path.parent)
+    probabilities, areas, truth, owners = slice_scores(model, segmenter, list(patients))
     elapsed = time.perf_counter() - started
-    metrics = binary_metrics(np.array(labels, dtype=int), np.array(scores), model.card.threshold or 0.5)
+    labels = truth.astype(int)
+    metrics = binary_metrics(labels, probabilities, model.card.threshold or 0.5)
     metrics["n_patients"] = len(patients)
     metrics["latency_ms_per_slice_batched"] = 1000 * elapsed / max(len(labels), 1)
+    if rule:
+        decided = np.array([tumour_decision(p, a, rule) for p, a in zip(probabilities, areas, strict=True)])
+        combined = binary_metrics(labels, decided.astype(float), 0.5)
+        combined.pop("roc", None)
+        combined["auc"] = None  # a yes/no rule has no score to rank by
+        combined["ci95"] = bootstrap_intervals(
+            labels,
+            decided.astype(float),
+            lambda y, s: binary_metrics(y, s, 0.5),
+            ["accuracy", "sensitivity", "specificity"],
+        )
+        with_tumour = [p for p in np.unique(owners) if truth[owners == p].any()]
+        combined["patients_found"] = f"{sum(decided[owners == p].any() for p in with_tumour)} of {len(with_tumour)}"
+        combined["patients_with_a_false_alarm"] = int(
+            sum((decided & ~truth)[owners == p].any() for p in np.unique(owners))
+        )
+        metrics["decision_rule"] = {**rule, **combined}
     return metrics
 
 

@@ -5,6 +5,7 @@ its classes, the label, flags and the error. With ``--task auto`` (the default) 
 answers each image (chest X-rays: ``--chest-task``, default pneumonia; brain MRI: mri-tumour); with a named
 task, images the gate says are another kind get no label and no probabilities, only a flag. A file that
 cannot be read becomes a row with its error, and the other files go on. Nothing is written but the CSV.
+With ``--engine ray --out FOLDER`` the same rows come from Ray Data actors (`core.archive`), as Parquet and CSV.
 """
 
 from __future__ import annotations
@@ -358,7 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--keep-names", action="store_true",
         help="write every file name as it is (default: identifier-like names, such as a PatientID, become 'file N')",
     )  # fmt: skip
+    from core.archive import add_ray_arguments, main_from_predict
+
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
+    if args.engine == "ray":
+        return main_from_predict(args, parser)
     gate = None
     if not args.no_gate and (Path(args.weights) / "gate.json").exists():
         gate = ScanModel.load("gate", args.weights)

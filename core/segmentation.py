@@ -47,6 +47,27 @@ def segment(model: ScanModel, image: LoadedImage | np.ndarray, frame: int = 0) -
     return SegmentationResult(probability, mask, threshold, pixels, mm2)
 
 
+RULES = ("classifier", "mask", "either", "both")
+
+
+def tumour_decision(probability: float, mask_pixels: int, rule: dict) -> bool:
+    """Tumour yes/no for one slice from the classifier's probability and the segmenter's mask area (pixels at
+    the slice's size), by a rule chosen on validation patients: {"rule": classifier | mask | either | both,
+    "threshold": t, "min_mask_pixels": a}. An empty rule is the classifier at 0.5."""
+    by_classifier = probability >= float(rule.get("threshold", 0.5))
+    by_mask = mask_pixels >= max(1, int(rule.get("min_mask_pixels", 1)))
+    return {"classifier": by_classifier, "mask": by_mask, "either": by_classifier or by_mask,
+            "both": by_classifier and by_mask}[rule.get("rule", "classifier")]  # fmt: skip
+
+
+def describe_rule(rule: dict) -> str:
+    """The rule in words, for pages and reports."""
+    classifier = f"P(tumour) ≥ {float(rule.get('threshold', 0.5)):.2f}"
+    mask = f"a predicted mask of at least {int(rule.get('min_mask_pixels', 1))} pixels"
+    return {"classifier": classifier, "mask": mask, "either": f"{classifier} or {mask}",
+            "both": f"{classifier} and {mask}"}[rule.get("rule", "classifier")]  # fmt: skip
+
+
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     colour = colour.lstrip("#")
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)

@@ -375,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", type=str, default=None, help="model name when not the task's (a variant)")
     parser.add_argument(
         "--tune-only", action="store_true",
-        help="mri-segmentation: only rechoose the mask threshold, flip and component filter on validation patients",
+        help="mri-segmentation: only rechoose mask threshold, flip and component filter on validation patients; "
+        "mri-tumour: only rechoose how classifier and mask combine",
     )  # fmt: skip
     parser.add_argument(
         "--architecture",
@@ -411,11 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         common["patience"] = max(args.patience, 40) if args.patience == 8 else args.patience
         train_ct(args.data, args.out, **common, **optional, target="lungs" if args.task == "ct-lungs" else "infection")
     elif args.task == "mri-tumour":
-        from core.train_mri import train_tumour
+        from core.train_mri import train_tumour, tune_tumour_rule
 
         optional.pop("widths", None)
         optional.pop("size", None)
-        train_tumour(args.data, args.out, args.segmentation_card, **common, **optional)
+        if not args.tune_only:
+            train_tumour(args.data, args.out, args.segmentation_card, **common, **optional)
+        tune_tumour_rule(args.out / "mri-tumour.json", args.segmentation_card, args.data, log=log)
     elif args.task == "gate":
         from core.gate import train_gate
 

@@ -405,3 +405,59 @@ def tune_postprocessing(card_path: Path, data_dir: Path, log: Callable[[str], No
         f"components >= {best['min_component_voxels']} voxels)"
     )
     return card
+
+
+MASK_PIXEL_GRID = (1, 10, 25, 50, 100, 200, 400, 800)
+
+
+def slice_scores(
+    tumour: ScanModel, segmenter: ScanModel, patients: Sequence[MriPatient]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice: classifier P(tumour), predicted mask pixels (at the slice's size), truth, patient index."""
+    probabilities, areas, truth, owners = [], [], [], []
+    threshold = float(segmenter.card.mask_threshold or 0.5)
+    for number, patient in enumerate(patients):
+        pixels = [read_slice(item.image) for item in patient.slices]
+        truth += [bool(read_mask(item.mask, p.shape[:2]).any()) for item, p in zip(patient.slices, pixels, strict=True)]
+        batch = np.stack([tumour.prepare(p) for p in pixels])
+        probabilities += tumour.probabilities(batch)[:, tumour.card.positive_index].tolist()
+        areas += [int((m >= threshold).sum()) for m in segmenter.segment_many(pixels)]
+        owners += [number] * len(pixels)
+    return np.array(probabilities), np.array(areas), np.array(truth), np.array(owners)
+
+
+def tune_tumour_rule(
+    tumour_card: Path, segmentation_card: Path, data_dir: Path, log: Callable[[str], None] = print
+) -> ModelCard:
+    """Choose how the slice-level tumour answer combines the classifier and the mask (classifier alone, mask area
+    alone, either, both; thresholds from a grid) by accuracy on the validation patients only; into the card."""
+    from core.segmentation import RULES, tumour_decision
+
+    card = ModelCard.load(tumour_card)
+    tumour, segmenter = ScanModel.load(card), ScanModel.load(ModelCard.load(segmentation_card))
+    wanted = set(card.data.get("validation_patients", []))
+    validation = [p for p in list_patients(data_dir) if p.patient_id in wanted]
+    probabilities, areas, truth, _ = slice_scores(tumour, segmenter, validation)
+    thresholds = sorted({round(t, 2) for t in np.linspace(0.1, 0.9, 17)} | {float(card.threshold or 0.5)})
+    grid = []
+    for rule in RULES:
+        for threshold in thresholds if rule != "mask" else [0.5]:
+            for min_pixels in MASK_PIXEL_GRID if rule != "classifier" else [1]:
+                spec = {"rule": rule, "threshold": threshold, "min_mask_pixels": min_pixels}
+                decided = np.array([tumour_decision(p, a, spec) for p, a in zip(probabilities, areas, strict=True)])
+                grid.append({**spec, "accuracy": float((decided == truth).mean())})
+    simplicity = {"classifier": 0, "mask": 1, "either": 2, "both": 2}
+    best = max(grid, key=lambda r: (round(r["accuracy"], 4), -simplicity[r["rule"]]))
+    alone = max((r for r in grid if r["rule"] == "classifier"), key=lambda r: r["accuracy"])
+    card.decision_rule = {
+        "rule": best["rule"], "threshold": best["threshold"], "min_mask_pixels": best["min_mask_pixels"],
+        "mask_model": segmenter.name, "mask_model_sha256": segmenter.card.sha256,
+        "chosen_by": "accuracy on the validation patients' slices (python -m core.train mri-tumour --tune-only)",
+        "validation_accuracy": best["accuracy"], "validation_accuracy_classifier_alone": alone["accuracy"],
+    }  # fmt: skip
+    card.save()
+    log(
+        f"tumour rule: {best['rule']} (validation accuracy {best['accuracy']:.4f}; "
+        f"classifier alone {alone['accuracy']:.4f})"
+    )
+    return card

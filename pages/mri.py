@@ -6,7 +6,7 @@ import streamlit as st
 from core import inference
 from core.explain import fit_for_display, overlay, to_rgb8
 from core.report import ReportContent
-from core.segmentation import mask_overlay, mask_png
+from core.segmentation import describe_rule, mask_overlay, mask_png, tumour_decision
 from pages.shared.common import (
     frame_picker,
     gate_allows,
@@ -80,9 +80,17 @@ with right:
         prediction, cam = tumour
         p = prediction.positive_probability
         st.metric("P(tumour on this slice)", f"{p:.1%}")
-        answer = prediction.label.replace("_", " ").lower()
-        rule = f" (threshold {prediction.threshold:.2f})" if prediction.threshold is not None else ""
-        st.markdown(f"Classifier answer: **{answer}**{rule}.")
+        rule = cards["mri-tumour"].decision_rule
+        if rule:
+            found = tumour_decision(p, result.area_pixels, rule)
+            st.markdown(
+                f"Answer: **{'tumour' if found else 'no tumour'}** on this slice — tumour when {describe_rule(rule)} "
+                "(the rule chosen on validation patients)."
+            )
+        else:
+            answer = prediction.label.replace("_", " ").lower()
+            threshold = f" (threshold {prediction.threshold:.2f})" if prediction.threshold is not None else ""
+            st.markdown(f"Classifier answer: **{answer}**{threshold}.")
         with st.expander("Grad-CAM of the tumour classifier"):
             st.image(overlay(picture, cam, alpha=0.4), caption="Grad-CAM for 'TUMOUR'", width="stretch")
     st.download_button(

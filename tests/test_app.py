@@ -240,6 +240,11 @@ def test_model_card_page_shows_every_model():
         at.selectbox(key="card_model").set_value(name).run()
         assert not at.exception
         assert "Limits" in all_text(at)
+        starts = [e for e in at.expander if "Start weights: EfficientNet-Lite0 ImageNet" in e.label]
+        assert bool(starts) == (list_cards()[name].modality == "chest-xray"), name
+    at.selectbox(key="card_model").set_value("pneumonia").run()
+    start_weights = next(e for e in at.expander if e.label.startswith("Start weights"))
+    assert "chelsea" in " ".join(m.value for m in start_weights.markdown)
 
 
 @pytest.mark.parametrize(

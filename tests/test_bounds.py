@@ -120,4 +120,3 @@ def test_a_zip_given_to_the_cli_is_read_member_by_member(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert [row["file"].rsplit("/", 1)[-1] for row in rows] == ["a.png", "broken.png"]
     assert rows[0]["label"] and rows[1]["error"]
-

@@ -64,3 +64,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "python -m pytest -q" in readme and "pytest -q" in ci
+
+
+def test_ray_is_an_optional_extra_that_ci_installs_and_the_space_does_not():
+    scale = (REPO / "requirements-scale.txt").read_text()
+    assert re.search(r"^ray\[data\]==2\.60\.0$", scale, re.MULTILINE)
+    for line in scale.splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-r"):
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.]*", line), f"unpinned: {line}"
+    assert "ray" not in (REPO / "requirements.txt").read_text().lower()
+    assert "requirements-scale" not in (REPO / "Dockerfile").read_text()
+    assert "requirements-scale.txt" in (REPO / ".ci" / "run").read_text()
