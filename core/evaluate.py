@@ -117,6 +117,8 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
             "iou": iou(predicted, truth),
             "volume_voxels_predicted": int(predicted.sum()),
             "volume_voxels_true": int(truth.sum()),
+            "overlap_voxels": int((predicted & truth).sum()),
+            "false_positive_slices": int((predicted.any(axis=(1, 2)) & ~truth.any(axis=(1, 2))).sum()),
             "slices": len(pixels),
             "tumour_slices": int(truth.reshape(len(truth), -1).any(axis=1).sum()),
         }
@@ -150,9 +152,35 @@ def evaluate_segmentation(model: ScanModel, patients: Sequence, progress: bool =
         "volume_mape": float(np.mean(volume_errors)) if volume_errors else None,
         "volume_mape_note": "mean absolute percentage error of the tumour volume per patient (predicted vs "
         "radiologist mask voxels; any voxel size cancels out)",
-        "worst_patients": [{"patient": name, "dice": per_patient[name]["dice"]} for name in worst],
+        "worst_patients": [
+            {"patient": name, "dice": per_patient[name]["dice"], "why": failure_reason(per_patient[name])}
+            for name in worst
+        ],
         "per_patient": per_patient,
     }
+
+
+def failure_reason(row: dict[str, Any]) -> str:
+    """What went wrong for one patient, from its volumes: missed, under- or over-segmented, false alarms."""
+    true, predicted, overlap = row["volume_voxels_true"], row["volume_voxels_predicted"], row["overlap_voxels"]
+    alarms = (
+        f"; false alarms on {row['false_positive_slices']} slice(s) without tumour"
+        if row["false_positive_slices"]
+        else ""
+    )
+    if true == 0:
+        return f"no tumour marked; {predicted} voxels predicted" + alarms
+    if overlap == 0:
+        return f"tumour missed entirely ({true} voxels on {row['tumour_slices']} slices, none found)" + alarms
+    found, precise = overlap / true, overlap / max(predicted, 1)
+    if found < 0.6:
+        return (
+            f"under-segmented: {found:.0%} of the tumour found (predicted {predicted / true:.0%} of its volume)"
+            + alarms
+        )
+    if precise < 0.7:
+        return f"over-segmented: {1 - precise:.0%} of the predicted mask lies outside the tumour" + alarms
+    return f"partly right: {found:.0%} of the tumour found, {precise:.0%} of the mask on it" + alarms
 
 
 def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = True) -> dict[str, Any]:
