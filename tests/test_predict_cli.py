@@ -94,3 +94,25 @@ def test_identifier_like_names_leave_the_csv_unless_kept(tmp_path, capsys):
     assert next(csv.DictReader(out.open()))["file"] == "file 1"
     assert predict.main([*args, "--keep-names"]) == 0
     assert next(csv.DictReader(out.open()))["file"] == str(image)
+
+
+def test_batch_answers_brain_mri_by_the_same_rule_as_the_mri_page():
+    """mri-tumour's card combines classifier and mask: the batch label is that rule's answer, not the classifier's."""
+    from core.cards import list_cards
+    from core.loading import load_image
+    from core.models import ScanModel
+    from core.samples import demo_set
+    from core.segmentation import segment, tumour_decision
+
+    cards = list_cards()
+    if "mri-tumour" not in cards or not cards["mri-tumour"].decision_rule:
+        pytest.skip("the committed mri-tumour card has no decision rule")
+    tumour, segmenter = ScanModel.load("mri-tumour"), ScanModel.load("mri-segmentation")
+    slices = [s for s in demo_set() if s.path.name.startswith("brain-mri")]
+    assert slices
+    rows = predict.predict_uploads([(s.path.name, s.read) for s in slices], tumour)
+    for sample, row in zip(slices, rows, strict=True):
+        image = load_image(sample.read(), sample.path.name)
+        p = tumour.predict(image).positive_probability
+        expected = tumour_decision(p, segment(segmenter, image).area_pixels, tumour.card.decision_rule)
+        assert row.label == ("TUMOUR" if expected else "NO_TUMOUR"), sample.path.name
