@@ -190,14 +190,22 @@ class StudyResult:
 
 
 def study_spacing(study: MriStudy, pixel_mm: float | None = None, slice_mm: float | None = None):
-    """(pixel row mm, pixel column mm), slice mm, and where they came from (DICOM, the user, or assumed)."""
+    """(pixel row mm, pixel column mm), slice mm, and where each came from (DICOM, the user, or assumed)."""
     first = study.slices[0]
-    if first.pixel_spacing_mm and first.slice_spacing_mm:
-        return first.pixel_spacing_mm, first.slice_spacing_mm, "DICOM PixelSpacing and slice spacing"
-    pixel = first.pixel_spacing_mm or ((pixel_mm, pixel_mm) if pixel_mm else (ASSUMED_PIXEL_MM, ASSUMED_PIXEL_MM))
-    thickness = first.slice_spacing_mm or slice_mm or ASSUMED_SLICE_MM
-    given = "given by the user" if (pixel_mm or slice_mm) else "assumed (the files carry no spacing)"
-    return pixel, thickness, f"{pixel[0]:g} x {pixel[1]:g} mm pixels, {thickness:g} mm between slices, {given}"
+    if first.pixel_spacing_mm:
+        pixel, pixel_from = first.pixel_spacing_mm, "DICOM PixelSpacing"
+    elif pixel_mm:
+        pixel, pixel_from = (pixel_mm, pixel_mm), "given by the user"
+    else:
+        pixel, pixel_from = (ASSUMED_PIXEL_MM, ASSUMED_PIXEL_MM), "assumed (the files carry no spacing)"
+    if first.slice_spacing_mm:
+        thickness, slice_from = first.slice_spacing_mm, "DICOM slice spacing"
+    elif slice_mm:
+        thickness, slice_from = slice_mm, "given by the user"
+    else:
+        thickness, slice_from = ASSUMED_SLICE_MM, "assumed (the files carry no spacing)"
+    source = f"{pixel[0]:g} x {pixel[1]:g} mm pixels, {pixel_from}; {thickness:g} mm between slices, {slice_from}"
+    return pixel, thickness, source
 
 
 def measure_study(

@@ -86,6 +86,10 @@ def test_volume_uses_the_stated_assumption_or_the_users_spacing():
     assert "assumed" in assumed.spacing_source and assumed.largest_slice == 1
     given = measure_study(study, masks, pixel_mm=0.5, slice_mm=5.0)
     assert given.volume_ml == pytest.approx(120 * 0.25 * 5 / 1000) and "given by the user" in given.spacing_source
+    study.slices[0].pixel_spacing_mm = (0.5, 0.5)  # as a DICOM series would carry, without a slice spacing
+    mixed = measure_study(study, masks)
+    assert mixed.volume_ml == pytest.approx(120 * 0.25 * ASSUMED_SLICE_MM / 1000)
+    assert "DICOM PixelSpacing" in mixed.spacing_source and "between slices, assumed" in mixed.spacing_source
 
 
 def test_dice_against_the_masks_that_came_with_the_study():
@@ -103,3 +107,41 @@ def test_small_components_across_slices_are_dropped():
     kept = remove_small_components(masks, 50)
     assert kept[0:3].sum() == 300 and kept[3].sum() == 0
     assert remove_small_components(masks, 0).sum() == masks.sum()
+
+
+def mr_slice(instance: int, location: float, patient: str = "PAT-1") -> bytes:
+    """A DICOM MR slice made here: spacing in the header, a bright square."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\x00" * 128)
+    ds.Modality, ds.BodyPartExamined, ds.PatientID = "MR", "BRAIN", patient
+    ds.Rows = ds.Columns = 64
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [0.5, 0.5], 5.0, 6.0
+    ds.InstanceNumber, ds.SliceLocation = instance, location
+    pixels = np.full((64, 64), 100, dtype=np.uint16)
+    pixels[20:40, 20:40] = 2000
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_dicom_series_is_ordered_by_position_and_measured_from_its_header():
+    files = [("b.dcm", mr_slice(2, -6.0)), ("a.dcm", mr_slice(3, 0.0)), ("c.dcm", mr_slice(1, -12.0))]
+    study = read_study(files)
+    assert [s.name for s in study.slices] == ["c.dcm", "b.dcm", "a.dcm"] and not study.mixed_patients
+    masks = np.zeros((3, 64, 64), dtype=bool)
+    masks[:, :10, :10] = True  # 300 voxels of 0.5 x 0.5 x 6 mm (SpacingBetweenSlices wins over SliceThickness)
+    result = measure_study(study, masks)
+    assert result.volume_ml == pytest.approx(300 * 0.25 * 6.0 / 1000)
+    assert "DICOM PixelSpacing" in result.spacing_source and "DICOM slice spacing" in result.spacing_source
+    other = read_study([("a.dcm", mr_slice(1, 0.0)), ("b.dcm", mr_slice(2, 6.0, patient="PAT-2"))])
+    assert other.mixed_patients
+    assert "PAT" not in repr(other)  # only a hash of the patient id is kept

@@ -93,12 +93,14 @@ def study_section(card) -> None:
     first = study.slices[0]
     pixel_mm = slice_mm = None
     if not (first.pixel_spacing_mm and first.slice_spacing_mm):
-        with st.expander("Voxel size (these files carry no spacing)", expanded=False):
+        with st.expander("Voxel size (the files do not give all of it)", expanded=False):
             columns = st.columns(2)
-            pixel_mm = columns[0].number_input("Pixel size (mm)", 0.1, 5.0, value=None, step=0.1, key="mri_px_mm",
-                                               placeholder="assumed 1.0")  # fmt: skip
-            slice_mm = columns[1].number_input("Slice spacing (mm)", 0.1, 20.0, value=None, step=0.5,
-                                               key="mri_slice_mm", placeholder="assumed 3.0")  # fmt: skip
+            if not first.pixel_spacing_mm:
+                pixel_mm = columns[0].number_input("Pixel size (mm)", 0.1, 5.0, value=None, step=0.1,
+                                                   key="mri_px_mm", placeholder="assumed 1.0")  # fmt: skip
+            if not first.slice_spacing_mm:
+                slice_mm = columns[1].number_input("Slice spacing (mm)", 0.1, 20.0, value=None, step=0.5,
+                                                   key="mri_slice_mm", placeholder="assumed 3.0")  # fmt: skip
     result = measure_study(study, masks, pixel_mm, slice_mm)
 
     columns = st.columns(4)
