@@ -67,16 +67,15 @@ def transfer_sentence(rows: Sequence[dict]) -> str:
     scored = [row for row in rows if row.get(key) is not None]
     if len(scored) < 2:
         return ""
-    parts = [f"{STARTS[r['variant']][0]} start ({STARTS[r['variant']][1]}) {fmt.format(r[key])}" for r in scored]
+    parts = [f"{STARTS[r['variant']][0]} ({STARTS[r['variant']][1]}) {fmt.format(r[key])}" for r in scored]
     best = max(scored, key=lambda r: r[key])
     deployed = next((r for r in rows if r["deployed"]), None)
-    chosen = (
-        f"; in use: the {STARTS[deployed['variant']][0]} start, chosen on validation" if deployed is not None else ""
-    )
-    return (
-        f"Held-out test {label} by start: {', '.join(parts)}. Best on test: the {STARTS[best['variant']][0]} "
-        f"start{chosen} (one training run each)."
-    )
+
+    def start(row: dict) -> str:
+        return f"{STARTS[row['variant']][0]} ({STARTS[row['variant']][1]})"
+
+    chosen = f"; in use: {start(deployed)}, chosen on validation" if deployed is not None else ""
+    return f"Held-out test {label} by start: {', '.join(parts)}. Best on test: {start(best)}{chosen} (one run each)."
 
 
 def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:

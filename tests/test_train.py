@@ -157,11 +157,11 @@ def test_transfer_sentence_names_each_start_and_the_one_in_use():
     tuned = {"variant": "fine-tuned", "deployed": False, "test_auc": 0.96}
     imagenet = {"variant": "imagenet", "deployed": True, "test_auc": 0.98}
     sentence = transfer_sentence([imagenet, tuned, scratch])
-    assert "ImageNet start (EfficientNet-Lite0) 0.980" in sentence
-    assert "our chest backbone start (compact CNN) 0.960" in sentence and "random start (compact CNN) 0.970" in sentence
-    assert "Best on test: the ImageNet start; in use: the ImageNet start, chosen on validation" in sentence
+    assert "ImageNet (EfficientNet-Lite0) 0.980" in sentence
+    assert "our chest backbone (compact CNN) 0.960" in sentence and "random (compact CNN) 0.970" in sentence
+    assert "Best on test: ImageNet (EfficientNet-Lite0); in use: ImageNet (EfficientNet-Lite0), chosen on" in sentence
     worse = transfer_sentence([{**imagenet, "test_auc": 0.95}, tuned, scratch])
-    assert "Best on test: the random start; in use: the ImageNet start" in worse
+    assert "Best on test: random (compact CNN); in use: ImageNet (EfficientNet-Lite0)" in worse
     three_class = [
         {"variant": "scratch", "deployed": True, "test_macro_f1": 0.8},
         {"variant": "fine-tuned", "deployed": False, "test_macro_f1": 0.85},
