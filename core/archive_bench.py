@@ -150,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
                 row = ray_rate(archive, scratch / "out-synthetic", 2, args.task)
             ray.shutdown()
             samples = sampler.samples or [float("nan")]
+            quarters = [samples[i * len(samples) // 4 : max((i + 1) * len(samples) // 4, i * len(samples) // 4 + 1)]
+                        for i in range(4)]  # fmt: skip
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(next((scratch / "out-synthetic").glob("part-*.parquet")), columns=["label", "gate"])
+            labels = table.column("label").to_pylist()
             result["synthetic"] = {
                 **row, "archive_mb_on_disk": round(size_mb, 1), "made_in_s": round(made, 1),
                 "rss_mb_peak_all_processes": round(max(samples), 1),
-                "rss_mb_first_minute_max": round(max(samples[:60]), 1),
-                "rss_mb_last_minute_max": round(max(samples[-60:]), 1), "rss_samples": len(samples),
+                "rss_mb_max_by_quarter_of_the_run": [round(max(q), 1) for q in quarters], "rss_samples": len(samples),
+                "rows_with_a_label": sum(1 for v in labels if v), "rows_refused_by_the_gate": sum(
+                    1 for v in table.column("gate").to_pylist() if v.startswith("refused")),
             }  # fmt: skip
             print(f"synthetic: {result['synthetic']}")
     if args.out:
