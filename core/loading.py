@@ -8,6 +8,7 @@ the extension. Nothing is written to disk and nothing about the content is logge
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -428,8 +429,10 @@ def rescale_to_unit(array: np.ndarray) -> np.ndarray:
 
 
 def _short(error: Exception, limit: int = 120) -> str:
-    """The decoder's own words, first line only, shortened at a word boundary with an ellipsis (never mid-word)."""
+    """The decoder's own words, first line only, without object reprs ("<_io.BytesIO object at 0x7f…>": an address
+    differs per run and means nothing to a reader), shortened at a word boundary with an ellipsis (never mid-word)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", text).strip() or type(error).__name__
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")

@@ -368,3 +368,16 @@ def test_decoder_words_are_shortened_at_a_word_boundary_never_mid_sentence():
     words = text[:-2].split()
     assert words == str(long).split()[: len(words)]  # whole words only
     assert _short(ValueError("short message")) == "short message"
+
+
+def test_error_messages_carry_no_object_addresses():
+    """A truncated PNG once reported "<_io.BytesIO object at 0x7f…>": different on every run, meaningless to a reader."""
+    import numpy as np
+
+    from core.errors import ScanSightError
+    from core.loading import load_image
+    from tests.helpers import png_bytes
+
+    with pytest.raises(ScanSightError) as caught:
+        load_image(png_bytes(np.zeros((64, 64), np.uint8))[:40], "cut.png")
+    assert " at 0x" not in str(caught.value) and "truncated" in str(caught.value)
