@@ -252,6 +252,10 @@ def load_image(data: bytes, file_name: str = "", all_frames: bool = True) -> Loa
             f"This file is a {kind.upper()} file; ScanSight reads PNG, JPEG, TIFF and DICOM images."
         )
     image.file_name = file_name
+    if image.frames.ndim not in (3, 4) or min(image.frames.shape[1:3], default=0) < 1:
+        raise CorruptImageError(  # e.g. a damaged TIFF whose page decodes to a line of samples, not an image
+            f"The {kind.upper()} file could not be decoded into an image; it looks damaged."
+        )
     _check_size(image.frames.shape[1], image.frames.shape[2])
     return image
 
