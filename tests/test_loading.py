@@ -371,7 +371,7 @@ def test_decoder_words_are_shortened_at_a_word_boundary_never_mid_sentence():
 
 
 def test_error_messages_carry_no_object_addresses():
-    """A truncated PNG once reported "<_io.BytesIO object at 0x7f…>": different on every run, meaningless to a reader."""
+    """A truncated PNG once reported "<_io.BytesIO object at 0x7f…>": different every run, meaningless to a reader."""
     import numpy as np
 
     from core.errors import ScanSightError
