@@ -26,7 +26,6 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -99,26 +98,22 @@ def read_item(item: ArchiveItem) -> bytes | ScanSightError:
         return ZipMemberError(f"cannot read the file ({type(error).__name__})")
 
 
-def output_columns(models: dict[str, Any] | Any) -> list[str]:
+def output_columns(class_lists: Iterable[Sequence[str]]) -> list[str]:
     """Fixed columns for every batch: the local CLI's, with ``p_<class>`` for every class of every model."""
     from core.predict import LEADING_COLUMNS, TRAILING_COLUMNS
 
-    chosen = models.values() if isinstance(models, dict) else [models]
-    probability = list(dict.fromkeys(f"p_{c}" for model in chosen for c in model.classes))
+    probability = list(dict.fromkeys(f"p_{c}" for classes in class_lists for c in classes))
     return [*LEADING_COLUMNS, *probability, *TRAILING_COLUMNS, HASH_COLUMN]
 
 
 def columns_for_cards(weights: Path, task: str, chest_task: str) -> list[str]:
     """`output_columns` from the cards alone (the driver loads no network)."""
-    from types import SimpleNamespace
-
     from core.cards import ModelCard
     from core.predict import AUTO_MODELS
 
-    names = {**AUTO_MODELS, "chest-xray": chest_task} if task == "auto" else {"": task}
-    cards = {kind: ModelCard.load(Path(weights) / f"{name}.json") for kind, name in names.items()
-             if (Path(weights) / f"{name}.json").exists()}  # fmt: skip
-    return output_columns({kind: SimpleNamespace(classes=card.classes) for kind, card in cards.items()})
+    names = [*{**AUTO_MODELS, "chest-xray": chest_task}.values()] if task == "auto" else [task]
+    return output_columns(ModelCard.load(Path(weights) / f"{name}.json").classes for name in names
+                          if (Path(weights) / f"{name}.json").exists())  # fmt: skip
 
 
 def load_batch_models(weights: Path, task: str, chest_task: str, use_gate: bool):
@@ -149,7 +144,8 @@ class ArchivePredictor:
         tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.gate, self.models = load_batch_models(Path(weights), task, chest_task, use_gate)
-        self.columns = output_columns(self.models)
+        chosen = self.models.values() if isinstance(self.models, dict) else [self.models]
+        self.columns = output_columns(model.classes for model in chosen)
         self.keep_names, self.done = keep_names, done
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

@@ -7,24 +7,27 @@ results are picklable: frames as NumPy arrays, answers as dataclasses.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from core.cards import WEIGHTS_DIR
 from core.models import Prediction, ScanModel
 
-_RESIDENT: dict[str, ScanModel] = {}
+_RESIDENT: dict[tuple[str, Path], ScanModel] = {}
 
 
 def installed(name: str) -> bool:
     """Whether the model is loaded here or has a card in weights/ (no card is parsed: this runs per request)."""
-    return name in _RESIDENT or (WEIGHTS_DIR / f"{name}.json").is_file()
+    return (name, WEIGHTS_DIR) in _RESIDENT or (WEIGHTS_DIR / f"{name}.json").is_file()
 
 
-def resident_model(name: str) -> ScanModel:
-    """The model `name`, loaded once per process (sha256-checked through its card)."""
-    if name not in _RESIDENT:
-        _RESIDENT[name] = ScanModel.load(name)
-    return _RESIDENT[name]
+def resident_model(name: str, weights_dir: Path = WEIGHTS_DIR) -> ScanModel:
+    """The model `name` (of `weights_dir`), loaded once per process (sha256-checked through its card)."""
+    key = (name, Path(weights_dir))
+    if key not in _RESIDENT:
+        _RESIDENT[key] = ScanModel.load(name, weights_dir)
+    return _RESIDENT[key]
 
 
 def load_every_model() -> list[str]:

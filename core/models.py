@@ -217,11 +217,11 @@ class ScanModel:
             return np.where(probabilities[:, positive] >= self.card.threshold, positive, 1 - positive)
         return probabilities.argmax(axis=-1)
 
-    def mask_probabilities(self, prepared: np.ndarray) -> np.ndarray:
+    def mask_probabilities(self, prepared: np.ndarray, flip: bool | None = None) -> np.ndarray:
         """(N, h, w) mask probabilities on the network grid for a prepared batch; averaged with the
-        mirror image's (flipped back) when the card asks for a test-time flip."""
+        mirror image's (flipped back) with a test-time flip (`flip`, by default the card's choice)."""
         probability = np.asarray(self.logits(prepared)[..., 0], dtype=np.float32)
-        if self.card.test_time_flip:
+        if self.card.test_time_flip if flip is None else flip:
             mirrored = np.asarray(self.logits(prepared[:, :, ::-1])[..., 0], dtype=np.float32)[:, :, ::-1]
             probability = (probability + mirrored) / 2
         return probability
@@ -232,12 +232,14 @@ class ScanModel:
         probability = self.mask_probabilities(self.prepare(pixels)[np.newaxis])[0]
         return to_image_geometry(self, pixels, probability)
 
-    def segment_many(self, frames: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        """`segment` for many frames, batched."""
+    def segment_many(
+        self, frames: Sequence[np.ndarray], batch_size: int = 16, flip: bool | None = None
+    ) -> list[np.ndarray]:
+        """`segment` for many frames, batched (`flip`: as in `mask_probabilities`)."""
         out: list[np.ndarray] = []
         for start in range(0, len(frames), batch_size):
             chunk = frames[start : start + batch_size]
-            probabilities = self.mask_probabilities(np.stack([self.prepare(p) for p in chunk]))
+            probabilities = self.mask_probabilities(np.stack([self.prepare(p) for p in chunk]), flip)
             out += [to_image_geometry(self, p, prob) for p, prob in zip(chunk, probabilities, strict=True)]
         return out
 

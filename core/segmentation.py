@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -65,21 +64,14 @@ def tumour_decision(probability: float, mask_pixels: int, rule: dict) -> bool:
 def rule_decisions(model: ScanModel, probabilities: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
     """Class indices by the card's decision rule, which also reads the mask model's area on each frame."""
     rule = model.card.decision_rule
-    segmenter = _mask_model(rule["mask_model"], model.card.path.parent if model.card.path else WEIGHTS_DIR)
+    from core.inference import resident_model  # the copy the model process already holds, not a second one
+
+    segmenter = resident_model(rule["mask_model"], model.card.path.parent if model.card.path else WEIGHTS_DIR)
     threshold = float(segmenter.card.mask_threshold or 0.5)
     areas = [int((mask >= threshold).sum()) for mask in segmenter.segment_many(frames)]
     positive = model.card.positive_index
     found = [tumour_decision(float(p[positive]), area, rule) for p, area in zip(probabilities, areas, strict=True)]
     return np.array([positive if yes else 1 - positive for yes in found])
-
-
-_MASK_MODELS: dict[tuple[str, Path], ScanModel] = {}
-
-
-def _mask_model(name: str, folder: Path) -> ScanModel:
-    if (name, folder) not in _MASK_MODELS:
-        _MASK_MODELS[(name, folder)] = ScanModel.load(name, folder)
-    return _MASK_MODELS[(name, folder)]
 
 
 def describe_rule(rule: dict) -> str:

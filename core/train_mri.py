@@ -347,19 +347,12 @@ MIN_VOXEL_GRID = (0, 25, 50, 100, 200, 400, 800)
 
 def patient_masks(model: ScanModel, patients: Sequence[MriPatient], flip: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """(probabilities N x H x W at the slices' size, truth masks) per patient, with or without the test-time flip."""
-    saved = model.card.test_time_flip
-    model.card.test_time_flip = flip
-    try:
-        out = []
-        for patient in patients:
-            pixels = [read_slice(item.image) for item in patient.slices]
-            truth = np.stack(
-                [read_mask(item.mask, p.shape[:2]) for item, p in zip(patient.slices, pixels, strict=True)]
-            )
-            out.append((np.stack(model.segment_many(pixels)), truth))
-        return out
-    finally:
-        model.card.test_time_flip = saved
+    out = []
+    for patient in patients:
+        pixels = [read_slice(item.image) for item in patient.slices]
+        truth = np.stack([read_mask(item.mask, p.shape[:2]) for item, p in zip(patient.slices, pixels, strict=True)])
+        out.append((np.stack(model.segment_many(pixels, flip=flip)), truth))
+    return out
 
 
 def tune_postprocessing(card_path: Path, data_dir: Path, log: Callable[[str], None] = print) -> ModelCard:

@@ -116,3 +116,22 @@ def test_batch_answers_brain_mri_by_the_same_rule_as_the_mri_page():
         p = tumour.predict(image).positive_probability
         expected = tumour_decision(p, segment(segmenter, image).area_pixels, tumour.card.decision_rule)
         assert row.label == ("TUMOUR" if expected else "NO_TUMOUR"), sample.path.name
+
+
+def test_the_tumour_rule_reuses_the_resident_mask_model(monkeypatch):
+    """In a model process the mask model is already loaded: the rule must not load a second copy."""
+    import numpy as np
+
+    from core import inference
+    from core.cards import list_cards
+    from core.models import ScanModel
+    from core.segmentation import rule_decisions
+
+    if "mri-tumour" not in list_cards() or not list_cards()["mri-tumour"].decision_rule:
+        pytest.skip("the committed mri-tumour card has no decision rule")
+    tumour = inference.resident_model("mri-tumour")
+    inference.resident_model("mri-segmentation")
+    loads = []
+    monkeypatch.setattr(ScanModel, "load", classmethod(lambda cls, *a, **k: loads.append(a)))
+    decided = rule_decisions(tumour, np.array([[0.1, 0.9]]), [np.zeros((64, 64, 3), np.float32)])
+    assert loads == [] and decided.tolist() == [0]  # an empty slice has no mask: no tumour

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,8 +35,14 @@ def _study_files() -> list[tuple[str, bytes]] | None:
         labels = {sample.label: sample for sample in studies}
         chosen = st.selectbox("…or a sample study", ["(none)", *labels], key="mri_study_sample")
         if chosen in labels:
-            return [(labels[chosen].path.name, labels[chosen].read())]
+            return [(labels[chosen].path.name, _sample_bytes(str(labels[chosen].path)))]
     return None
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _sample_bytes(path: str) -> bytes:
+    """A committed sample study, read once (every slider move reruns the page)."""
+    return Path(path).read_bytes()
 
 
 def _memo_key(files: list[tuple[str, bytes]]) -> str:
