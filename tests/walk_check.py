@@ -134,7 +134,8 @@ def walk(tab, out: Path, viewport: str, data: Path, port: int) -> list[str]:
     volume = re.search(r"Tumour volume\s*([\d.]+) mL", w.text())
     w.check(volume is not None and float(volume.group(1)) > 0, "MRI study: a volume in mL")
     w.check("assumed" in w.text(), "MRI study: the voxel-size assumption stated")
-    w.check("largest tumour area" in w.text(), "MRI study: the slice with the largest area shown first")
+    # the slice image and its caption draw after the metrics and the chart: wait for them, do not race them
+    w.check(w.wait_for("largest tumour area", 60_000), "MRI study: the slice with the largest area shown first")
     w.no_traceback("MRI study")
     w.shot("mri-study")
     tab.locator("button", has_text=re.compile(r"^\s*One slice\s*$")).first.click()
