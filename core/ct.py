@@ -90,9 +90,11 @@ def train_ct(
     limit: int | None = None,
     log: Callable[[str], None] = print,
     target: str = "infection",
+    architecture: str = "resunet",
 ) -> ModelCard:
     """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
-    With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.lungs`."""
+    With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.lungs`.
+    `architecture` "lite0-unet": a U-Net on the EfficientNet-Lite0 encoder from ImageNet (`widths` unused)."""
     import keras
     import tensorflow as tf
 
@@ -119,7 +121,14 @@ def train_ct(
     x_train, y_train = _load(train, size, preparer.prepare, target_of)
     x_val, y_val = _load(validation, size, preparer.prepare, target_of)
     log(f"{card.name}: train {len(x_train)} / validation {len(x_val)} slices")
-    model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
+    if architecture == "lite0-unet":
+        from core.efficientnet import lite0_unet
+
+        model = lite0_unet(size, imagenet=True, blocks=11, name="ct_lite0_unet")
+        description = f"U-Net on EfficientNet-Lite0 blocks 0-10 from ImageNet, {model.count_params():,} parameters"
+    else:
+        model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
+        description = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
     compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
     augment = _augment_pairs(seed)
@@ -133,19 +142,25 @@ def train_ct(
     )
     forward = tf.function(lambda x: model(x, training=False))
 
-    def val_dice(threshold: float = 0.5) -> float:
+    def val_dice(threshold: float = 0.5, flip: bool = False) -> float:
         probabilities = _predict_batches(forward, x_val)
+        if flip:  # test-time flip: the mean with the mirror image's mask, mirrored back
+            probabilities = (probabilities + _predict_batches(forward, x_val[:, :, ::-1])[:, :, ::-1]) / 2
         return float(np.mean([dice(p >= threshold, t >= 0.5) for p, t in zip(probabilities, y_val, strict=True)]))
 
     monitor, best = best_epoch_monitor(model, val_dice, "Dice", epochs, patience, log)
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
     model.set_weights(best.weights)
-    card.mask_threshold, validation_dice = best_mask_threshold(val_dice)
-    card.threshold_method = "mask threshold maximising mean slice Dice on 8 validation slices taken from train/"
+    choices = {flip: best_mask_threshold(lambda t, flip=flip: val_dice(t, flip)) for flip in (False, True)}
+    card.test_time_flip = choices[True][1] > choices[False][1]
+    card.mask_threshold, validation_dice = choices[card.test_time_flip]
+    card.threshold_method = (
+        "mask threshold and test-time flip maximising mean slice Dice on 8 validation slices taken from train/"
+    )
     weights_path = Path(out_dir) / card.weights
     export_model(model, weights_path)
     card.sha256 = sha256_of(weights_path)
-    card.architecture = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
+    card.architecture = description
     card.data = {
         **card.data,
         "source": "COVID-19 CT segmentation (MedSeg), Inf-Net split: covid_ct_seg/train (50 slices)",

@@ -362,3 +362,40 @@ def lite0_classifier(
         weights["stem_conv"] = [weights["stem_conv"][0].sum(axis=2, keepdims=True)]
         assign_weights(model, weights, skip=("logits",))
     return model
+
+
+# Skip connections of the U-Net: (layer, stride) at strides 2, 4, 8, 16; the last encoder block gives stride 32.
+UNET_SKIPS = (("block0_project_bn", 2), ("block2_add", 4), ("block4_add", 8), ("block10_add", 16))
+
+
+def lite0_unet(
+    size: int,
+    imagenet: bool = True,
+    blocks: int = CHEST_BLOCKS,
+    decoder: Sequence[int] = (96, 48, 32, 24, 16),
+    name: str = "lite0_unet",
+    weights_path: Path = IMAGENET_WEIGHTS,
+):
+    """A U-Net on the Lite0 encoder (its first `blocks` blocks, ImageNet weights when `imagenet`): at each
+    upsampling (five from stride 32, four from 16; `decoder` widths from its end), bilinear x2, the encoder's
+    skip of that stride, two 3x3 conv + BN + ReLU; one sigmoid mask channel named ``mask``, as `build_resunet`.
+    Input (size, size, 3) in [0, 1]."""
+    import keras
+    from keras import layers
+
+    encoder = build_lite0((size, size, 3), None, blocks=blocks, head=False, name=f"{name}_encoder")
+    if imagenet:
+        assign_weights(encoder, load_weights_npz(weights_path))
+    stride = size // encoder.output.shape[1]
+    skips = [encoder.get_layer(layer).output for layer, at in reversed(UNET_SKIPS) if at < stride] + [None]
+    x = encoder.output
+    for level, (width, skip) in enumerate(zip(decoder[-len(skips) :], skips, strict=True)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        if skip is not None:
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        for part in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"dec{level}_conv{part}")(x)
+            x = layers.BatchNormalization(name=f"dec{level}_bn{part}")(x)
+            x = layers.ReLU(name=f"dec{level}_relu{part}")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(encoder.input, outputs, name=name)

@@ -353,7 +353,7 @@ def copy_backbone(backbone_path: Path, model) -> int:
     return copied
 
 
-ARCHITECTURES = ("cnn", "lite0-imagenet", "lite0-scratch")
+ARCHITECTURES = ("cnn", "lite0-imagenet", "lite0-scratch", "resunet", "lite0-unet")
 MRI_TASKS = ("mri-segmentation", "mri-tumour", "ct-infection", "ct-lungs")
 
 
@@ -382,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--architecture",
         choices=ARCHITECTURES,
         default="cnn",
-        help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch",
+        help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch; "
+        "CT: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
     )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -410,7 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from core.ct import train_ct
 
         common["patience"] = max(args.patience, 40) if args.patience == 8 else args.patience
-        train_ct(args.data, args.out, **common, **optional, target="lungs" if args.task == "ct-lungs" else "infection")
+        architecture = args.architecture if args.architecture in ("resunet", "lite0-unet") else "resunet"
+        train_ct(args.data, args.out, **common, **optional, target="lungs" if args.task == "ct-lungs" else "infection",
+                 architecture=architecture)  # fmt: skip
     elif args.task == "mri-tumour":
         from core.train_mri import train_tumour, tune_tumour_rule
 
