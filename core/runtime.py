@@ -8,7 +8,7 @@ Why: TensorFlow 2.21's oneDNN kernels corrupt the heap on AVX-512 CPUs when they
 a strided 1x1 convolution (Grad-CAM of the ResUNet's ``enc1_skip`` layer, MRI and CT training): the process dies
 with ``double free or corruption`` or a segfault. Capping oneDNN at AVX2 is not enough (its AVX2 kernels crash
 on other shapes, e.g. 4 -> 8 channels at 64 px); oneDNN off (TensorFlow's own Eigen kernels) survives every
-check and was also the fastest safe option here: ``python -m core.runtime_bench`` measured it side by side
+check and was also the fastest safe option here: ``python -m core.cli.runtime_bench`` measured it side by side
 (README: "TensorFlow runtime"; ``weights/runtime.json``).
 
 Every value is a default: a variable already set in the environment wins (``TF_ENABLE_ONEDNN_OPTS=1`` turns

@@ -5,9 +5,10 @@ import io
 
 import streamlit as st
 
-from core import inference
 from core.errors import ScanSightError
-from core.predict import AUTO_MODELS, columns_for, named_for_output, summary, unzip_in_memory, write_csv
+from core.io.archives import unzip_in_memory
+from core.tasks import inference
+from core.tasks.batch import AUTO_MODELS, columns_for, named_for_output, summary, write_csv
 from pages.shared.common import all_model_cards, model_call, model_cards, page_setup, show_error
 
 CHUNK = 32

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from core import inference
-from core.explain import fit_for_display, to_rgb8
-from core.report import ReportContent
-from core.segmentation import mask_overlay, mask_png
+from core.explain.overlay import fit_for_display, mask_overlay, mask_png, to_rgb8
+from core.io.report import ReportContent
+from core.tasks import inference
 from pages.shared.common import (
     all_model_cards,
     frame_picker,

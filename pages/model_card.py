@@ -3,8 +3,8 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.cards import transfer_table
-from core.efficientnet import imagenet_start_card
+from core.models.cards import transfer_table
+from core.models.efficientnet import imagenet_start_card
 from pages.shared.common import all_model_cards, page_setup, test_figures
 
 page_setup("Model cards")

@@ -3,10 +3,10 @@ or a whole study (several slices of one patient): masks, tumour volume and a sli
 
 import streamlit as st
 
-from core import inference
-from core.explain import fit_for_display, overlay, to_rgb8
-from core.report import ReportContent
-from core.segmentation import describe_rule, mask_overlay, mask_png, tumour_decision
+from core.explain.overlay import fit_for_display, mask_overlay, mask_png, overlay, to_rgb8
+from core.io.report import ReportContent
+from core.tasks import inference
+from core.tasks.segmentation import describe_rule, tumour_decision
 from pages.shared.common import (
     frame_picker,
     gate_allows,

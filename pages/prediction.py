@@ -3,9 +3,10 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import inference
-from core.explain import CAM_METHODS, fit_for_display, overlay, to_rgb8
-from core.report import ReportContent
+from core.explain.gradcam import CAM_METHODS
+from core.explain.overlay import fit_for_display, overlay, to_rgb8
+from core.io.report import ReportContent
+from core.tasks import inference
 from pages.shared.common import (
     frame_picker,
     gate_allows,

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.explain import fit_for_display, to_rgb8
-from core.preprocessing import STEPS, Compose, LungCrop, build_step
+from core.explain.overlay import fit_for_display, to_rgb8
+from core.transforms.preprocessing import STEPS, Compose, LungCrop, build_step
 from pages.shared.common import frame_picker, notice, page_setup, require_image
 
 page_setup("Preprocessing preview")

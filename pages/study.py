@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.study import FAMILY_LABELS, load_results
+from core.checks.study import FAMILY_LABELS, load_results
 from pages.shared.common import page_setup
 
 page_setup("Preprocessing x model study")
@@ -11,7 +11,7 @@ st.title("🧪 Preprocessing × model study")
 
 results = load_results()
 if results is None:
-    st.info("No study results in `weights/study.json` yet: run `python -m core.study` (see the README).")
+    st.info("No study results in `weights/study.json` yet: run `python -m core.checks.study` (see the README).")
     st.stop()
 
 config = results["config"]
@@ -80,7 +80,7 @@ st.dataframe(
 with st.expander("What each option is"):
     st.json({"preprocessing": results["preprocessing_steps"], "families": results["families"]}, expanded=True)
 st.caption(
-    "Reproduce: `python -m core.study --data ../shared/data/chest_xray/train --folds 5 --epochs "
+    "Reproduce: `python -m core.checks.study --data ../shared/data/chest_xray/train --folds 5 --epochs "
     f"{config['epochs']} --out weights/study.json` (resumable). Folds are grouped by patient: no child's images are "
     "in both the training and the held-out fold."
 )

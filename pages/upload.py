@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.explain import fit_for_display, to_rgb8
-from core.loading import MAX_FILE_BYTES
+from core.explain.overlay import fit_for_display, to_rgb8
+from core.io.loading import MAX_FILE_BYTES
 from pages.shared.common import (
     PAGE_FOR_KIND,
     clear_upload,

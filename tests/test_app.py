@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.cards import list_cards
+from core.models.cards import list_cards
 from tests.corpus import corpus
 from tests.helpers import REPO, data_path, png_bytes, synthetic_chest
 
@@ -157,7 +157,7 @@ def test_mri_page_on_a_real_mr_dicom_gives_area_in_mm2_or_no_tumour():
 
 @needs_mri
 def test_mri_study_mode_gives_volume_dice_and_a_slice_strip_for_the_sample_study():
-    from core.samples import demo_studies
+    from core.io.samples import demo_studies
 
     if not demo_studies():
         pytest.skip("no sample study in assets/samples")
@@ -258,8 +258,8 @@ def test_model_card_page_shows_every_model():
     ],
 )
 def test_test_figures_and_report_cope_with_every_kind_of_model(task, test_metrics, expected):
-    from core.cards import InputSpec, ModelCard
-    from core.report import ReportContent, build_pdf
+    from core.io.report import ReportContent, build_pdf
+    from core.models.cards import InputSpec, ModelCard
     from pages.shared.common import test_figures
 
     card = ModelCard(
@@ -331,7 +331,7 @@ def test_a_model_process_crash_ends_that_upload_only(monkeypatch):
     works, and a second session open at the same time gets its answer."""
     import hashlib
 
-    from core.worker import ABORT_TAG_VARIABLE
+    from core.models.worker import ABORT_TAG_VARIABLE
 
     rng = np.random.default_rng(5)
     doomed = png_bytes((rng.random((256, 256, 3)) * 60).astype(np.uint8))
@@ -385,7 +385,7 @@ def test_batch_defaults_to_the_model_that_fits_each_image_and_refused_images_get
     import csv
     import io
 
-    from core.predict import write_csv
+    from core.tasks.batch import write_csv
 
     chest = sorted(data_path("chest_xray", "test", "NORMAL").glob("*.jpeg"))[0]
     mri = next(p for p in sorted(data_path("lgg_mri").rglob("*.jpg")) if "mask" not in p.name)
@@ -431,7 +431,7 @@ def test_a_file_named_by_its_patient_id_is_shown_neutrally_and_kept_out_of_the_p
 def test_the_batch_csv_carries_no_file_name_unless_asked():
     import io
 
-    from core.predict import BatchRow, named_for_output, write_csv
+    from core.tasks.batch import BatchRow, named_for_output, write_csv
 
     rows = [BatchRow(file="0a8d486f-1aa6-4fcf-b7be-4bf04fc8628b.dcm"), BatchRow(file="chest.png")]
     assert [r.file for r in named_for_output(rows, "plain")] == ["file 1", "chest.png"]
@@ -443,7 +443,7 @@ def test_the_batch_csv_carries_no_file_name_unless_asked():
 
 @needs_mri
 def test_the_shipped_demo_set_shows_a_tumour_mask_and_a_childs_pneumonia():
-    from core.samples import demo_set
+    from core.io.samples import demo_set
 
     samples = demo_set()
     assert len(samples) == 6 and sum(path.stat().st_size for path in (s.path for s in samples)) < 3_000_000

@@ -1,4 +1,4 @@
-"""Batch over an archive with Ray Data (`core.archive`): same rows as the local CLI, resume, broken files,
+"""Batch over an archive with Ray Data (`core.cli.archive`): same rows as the local CLI, resume, broken files,
 Ctrl-C, privacy. Skipped with the reason where Ray (requirements-scale.txt) is not installed."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from tests.helpers import REPO, data_path, png_bytes
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-scale.txt")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from core.archive import done_hashes, list_items, run_archive  # noqa: E402
-from core.predict import expand, predict_files  # noqa: E402
+from core.cli.archive import done_hashes, list_items, run_archive  # noqa: E402
+from core.cli.predict import expand, predict_files  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +72,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def local_rows(folder: Path) -> dict[str, dict[str, str]]:
-    from core.models import ScanModel
-    from core.predict import AUTO_MODELS, write_csv
+    from core.models.scan_model import ScanModel
+    from core.tasks.batch import AUTO_MODELS, write_csv
 
     gate = ScanModel.load("gate")
     models = {kind: ScanModel.load(name) for kind, name in AUTO_MODELS.items()}
@@ -146,7 +146,7 @@ def test_ctrl_c_leaves_readable_partial_output_and_a_rerun_finishes(tmp_path):
     for path in sorted(data_path("chest_xray", "test").rglob("*.jpeg")):
         shutil.copyfile(path, folder / path.name)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "core.predict", "--engine", "ray", str(folder), "--out", str(out),
+    command = [sys.executable, "-m", "core.cli.predict", "--engine", "ray", str(folder), "--out", str(out),
                "--task", "pneumonia", "--batch-size", "8", "--workers", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

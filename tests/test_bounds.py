@@ -1,5 +1,5 @@
 """Bounded memory for every upload (issue 11, item 4) and outputs that cannot be turned against their reader
-(item 5). The hostile files are made by code (`core.memory_check`), never committed."""
+(item 5). The hostile files are made by code (`core.cli.memory_check`), never committed."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import os
 
 import pytest
 
-from core import memory_check
+from core.cli import memory_check
+from core.cli.predict import main
 from core.errors import CorruptImageError, ImageTooLargeError, ScanSightError, UnsupportedFileError
-from core.loading import MAX_DECODED_VALUES, load_image, read_capped
-from core.predict import BatchRow, main, safe_cell, unzip_in_memory, write_csv
+from core.io.archives import unzip_in_memory
+from core.io.loading import MAX_DECODED_VALUES, load_image, read_capped
+from core.tasks.batch import BatchRow, safe_cell, write_csv
 from tests.helpers import png_bytes, synthetic_chest
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import evaluate, train
-from core.ct import list_ct
-from core.lungs import count_lungs, dark_lungs, infected_share, lung_outline, pseudo_lungs
+from core.cli import evaluate, train
+from core.data.ct import list_ct
+from core.transforms.lungs import count_lungs, dark_lungs, infected_share, lung_outline, pseudo_lungs
 from tests.helpers import data_path
 
 

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from core.efficientnet import (
+from core.models.efficientnet import (
     CHEST_BLOCKS,
     IMAGENET_WEIGHTS,
     build_lite0,
@@ -131,7 +131,7 @@ def test_torch_layout_is_transposed_for_keras():
         for i, weight in enumerate(layer.get_weights()):
             state[(layer.name, i)] = weight
     # Build a PyTorch-named state dict from Keras shapes, then check the converter inverts the layout.
-    from core.efficientnet import _torch_layer_names
+    from core.models.efficientnet import _torch_layer_names
 
     torch_state = {}
     for keras_name, kind, prefix in _torch_layer_names():

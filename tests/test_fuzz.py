@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import ScanSightError
-from core.loading import load_image
+from core.io.loading import load_image
 from tests.helpers import encode, png_bytes, synthetic_chest
 
 
@@ -105,7 +105,7 @@ def test_mutated_files_load_or_raise_a_typed_error(case):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from core.models import ScanModel
+    from core.models.scan_model import ScanModel
     from tests.test_models import make_model
 
     folder = tmp_path_factory.mktemp("fuzz-weights")
@@ -116,8 +116,8 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gate_model():
     """The committed out-of-distribution gate, or None when there is none."""
-    from core.cards import list_cards
-    from core.models import ScanModel
+    from core.models.cards import list_cards
+    from core.models.scan_model import ScanModel
 
     return ScanModel.load("gate") if "gate" in list_cards() else None
 
@@ -125,8 +125,9 @@ def gate_model():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)
 @given(mutated())
 def test_mutated_files_through_the_whole_predict_path(tiny_model, gate_model, case):
-    from core.explain import heatmap, overlay
-    from core.gate import check_image
+    from core.explain.gradcam import heatmap
+    from core.explain.overlay import overlay
+    from core.tasks.gate import check_image
 
     kind, data = case
     try:

@@ -5,19 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.cards import list_cards
-from core.gate import (
-    GATE_CLASSES,
-    TEST_NATURAL,
-    TRAIN_NATURAL,
-    GateVerdict,
-    check_image,
-    gate_input,
-    other_images,
-    synthetic_scene,
-    verdict_from_probabilities,
-)
-from core.loading import load_image
+from core.data.gate import TEST_NATURAL, TRAIN_NATURAL, other_images, synthetic_scene
+from core.io.loading import load_image
+from core.models.cards import list_cards
+from core.tasks.gate import GATE_CLASSES, GateVerdict, check_image, gate_input, verdict_from_probabilities
 from tests.helpers import data_path
 
 
@@ -58,7 +49,7 @@ needs_gate = pytest.mark.skipif("gate" not in list_cards(), reason="no committed
 
 @pytest.fixture(scope="module")
 def gate():
-    from core.models import ScanModel
+    from core.models.scan_model import ScanModel
 
     return ScanModel.load("gate")
 
@@ -91,7 +82,7 @@ def test_the_gate_on_real_dicom_files(gate):
 
 
 def test_threshold_is_the_highest_that_keeps_calibration_rejections_under_half_a_percent():
-    from core.gate import choose_threshold
+    from core.training.gate import choose_threshold
 
     confident = np.tile([[0.97, 0.01, 0.01, 0.01]], (400, 1))
     shaky = np.tile([[0.85, 0.05, 0.05, 0.05]], (1, 1))  # 1 of 401 medical images: 0.25% rejected from 0.9
@@ -104,14 +95,14 @@ def test_threshold_is_the_highest_that_keeps_calibration_rejections_under_half_a
 
 
 def test_threshold_falls_back_to_the_lowest_and_reports_its_real_rate():
-    from core.gate import choose_threshold
+    from core.training.gate import choose_threshold
 
     probabilities = np.tile([[0.4, 0.3, 0.2, 0.1]], (10, 1))  # all rejected at every threshold
     assert choose_threshold(probabilities, np.zeros(10, dtype=int)) == (0.5, 1.0)
 
 
 def package_dicom(name: str):
-    from core.samples import _package_dicom_dirs
+    from core.io.samples import _package_dicom_dirs
 
     for folder in _package_dicom_dirs():
         for path in folder.rglob(name):
@@ -125,10 +116,10 @@ def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
 
     import pydicom
 
-    from core.gate import check_image
-    from core.loading import load_image
-    from core.models import ScanModel
-    from core.screening import header_refusal
+    from core.io.loading import load_image
+    from core.models.scan_model import ScanModel
+    from core.tasks.gate import check_image
+    from core.tasks.screening import header_refusal
 
     gate = ScanModel.load("gate")
     shoulder = load_image(package_dicom("MR2_UNCR.dcm").read_bytes(), "MR2_UNCR.dcm")
@@ -147,8 +138,8 @@ def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
 
 @needs_gate
 def test_on_pydicoms_test_files_only_the_chest_radiographs_are_accepted():
-    from core.gate import pydicom_table
-    from core.models import ScanModel
+    from core.checks.gate import pydicom_table
+    from core.models.scan_model import ScanModel
 
     table = pydicom_table(ScanModel.load("gate"))
     assert table["n_decoded"] >= 100

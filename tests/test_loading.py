@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from core.errors import CorruptImageError, EmptyFileError, ImageTooLargeError, UnsupportedFileError
-from core.loading import load_image, sniff_format
+from core.io.loading import load_image, sniff_format
 from tests.helpers import data_path, encode, png_bytes, synthetic_chest
 
 
@@ -178,7 +178,7 @@ def test_real_truncated_dicom_is_corrupt():
 
 def _package_dicom(name: str) -> bytes:
     """A DICOM test file shipped inside the installed pydicom / pydicom-data packages (no download)."""
-    from core.samples import _package_dicom_dirs
+    from core.io.samples import _package_dicom_dirs
 
     for folder in _package_dicom_dirs():
         if (folder / name).is_file():
@@ -227,7 +227,7 @@ def test_voi_lut_sequence_is_applied():
 
 
 def test_samples_come_from_installed_packages_or_a_folder(tmp_path, monkeypatch):
-    from core.samples import list_samples
+    from core.io.samples import list_samples
 
     monkeypatch.delenv("SCANSIGHT_SAMPLES", raising=False)
     packaged = list_samples()
@@ -346,28 +346,28 @@ def test_pixel_spacing_reads_as_millimetres_not_as_a_float_repr():
     ],
 )
 def test_identifier_like_file_names_are_recognised(name, identifying):
-    from core.privacy import looks_identifying, shown_name
+    from core.io.privacy import looks_identifying, shown_name
 
     assert looks_identifying(name) is identifying
     assert (shown_name(name, 3) == "upload 3") is identifying
 
 
 def test_a_file_name_holding_a_hidden_patient_field_is_not_shown():
-    from core.privacy import shown_name
+    from core.io.privacy import shown_name
 
     assert shown_name("smith_chest.png", 1, hidden_values=["SMITH^JOHN", "smith"]) == "upload 1"
     assert shown_name("chest.png", 1, hidden_values=["SMITH^JOHN"]) == "chest.png"
 
 
 def test_decoder_words_are_shortened_at_a_word_boundary_never_mid_sentence():
-    from core.loading import _short
+    from core.io.image import decoder_message
 
     long = ValueError("The decoder stopped because " + "the data ended early " * 12)
-    text = _short(long)
+    text = decoder_message(long)
     assert text.endswith(" …") and len(text) <= 122
     words = text[:-2].split()
     assert words == str(long).split()[: len(words)]  # whole words only
-    assert _short(ValueError("short message")) == "short message"
+    assert decoder_message(ValueError("short message")) == "short message"
 
 
 def test_error_messages_carry_no_object_addresses():
@@ -375,7 +375,7 @@ def test_error_messages_carry_no_object_addresses():
     import numpy as np
 
     from core.errors import ScanSightError
-    from core.loading import load_image
+    from core.io.loading import load_image
     from tests.helpers import png_bytes
 
     with pytest.raises(ScanSightError) as caught:

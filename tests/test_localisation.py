@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.localisation import Box, box_mask, cam_box_iou, load_boxes, pointing_game, randomised, rank_correlation
+from core.checks.localisation import Box, box_mask, cam_box_iou, load_boxes, pointing_game, randomised, rank_correlation
 from tests.helpers import data_path
 
 
@@ -28,7 +28,7 @@ def test_rank_correlation_tells_same_from_different():
 
 
 def test_randomised_model_has_the_same_shape_but_other_weights(tmp_path):
-    from core.models import ScanModel
+    from core.models.scan_model import ScanModel
     from tests.test_models import make_model
 
     make_model(tmp_path)

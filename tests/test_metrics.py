@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.metrics import binary_metrics, dice, fit_temperature, iou, multiclass_metrics, youden_threshold
+from core.checks.metrics import binary_metrics, dice, fit_temperature, iou, multiclass_metrics, youden_threshold
 
 
 def test_binary_metrics_by_hand():
@@ -62,7 +62,7 @@ def test_dice_and_iou_by_hand():
 
 
 def test_best_mask_threshold_picks_the_peak_of_the_grid():
-    from core.fitting import best_mask_threshold
+    from core.training.fitting import best_mask_threshold
 
     threshold, score = best_mask_threshold(lambda t: 1 - abs(t - 0.35))
     assert threshold == 0.35 and score == pytest.approx(1.0)

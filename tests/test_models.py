@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cards import WEIGHTS_DIR, InputSpec, ModelCard, list_cards, sha256_of
 from core.errors import ModelCardError
-from core.explain import CAM_METHODS, UnknownCamMethodError, heatmap, overlay
-from core.loading import load_image
-from core.models import ScanModel, build_classifier
+from core.explain.gradcam import CAM_METHODS, UnknownCamMethodError, heatmap
+from core.explain.overlay import overlay
+from core.io.loading import load_image
+from core.models.cards import WEIGHTS_DIR, InputSpec, ModelCard, list_cards, sha256_of
+from core.models.networks import build_classifier
+from core.models.scan_model import ScanModel
 from tests.helpers import png_bytes, synthetic_chest
 
 
@@ -131,7 +133,7 @@ def test_every_committed_model_loads_through_its_card():
 
 
 def test_pdf_report_is_a_pdf_with_its_images_and_the_notice(tiny):
-    from core.report import ReportContent, build_pdf
+    from core.io.report import ReportContent, build_pdf
 
     image = np.zeros((60, 80, 3), np.uint8)
     pdf = build_pdf(

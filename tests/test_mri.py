@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.mri import list_patients, patient_short_id, read_mask, read_slice, resize_mask, split_patients
-from core.segmentation import mask_area, mask_overlay, mask_png
+from core.data.mri import list_patients, patient_short_id, read_mask, read_slice, resize_mask, split_patients
+from core.explain.overlay import mask_overlay, mask_png
+from core.tasks.segmentation import mask_area
 from tests.helpers import data_path
 
 
@@ -102,8 +103,8 @@ def test_real_lgg_folder_has_90_patients():
 def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
     import json
 
-    from core import evaluate, train
-    from core.cards import ModelCard
+    from core.cli import evaluate, train
+    from core.models.cards import ModelCard
 
     data = tmp_path / "kaggle_3m"
     for number in range(10):
@@ -123,8 +124,8 @@ def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
         assert result["n_patients"] == 2 and all(key in result for key in keys)
         assert ModelCard.load(out / f"{task}.json").metrics["test"]["n_patients"] == 2
 
-    from core.explain import heatmap
-    from core.models import ScanModel
+    from core.explain.gradcam import heatmap
+    from core.models.scan_model import ScanModel
 
     classifier = ScanModel.load("mri-tumour", out)
     assert ModelCard.load(out / "mri-tumour.json").data["test_patients"] == card.data["test_patients"]

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.mri_study import (
+from core.tasks.mri_study import (
     ASSUMED_PIXEL_MM,
     ASSUMED_SLICE_MM,
     StudyError,

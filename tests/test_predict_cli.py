@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from core import predict
+from core.cli import predict
 from tests.helpers import encode, png_bytes, synthetic_chest
 from tests.test_models import make_model
 
@@ -42,7 +42,7 @@ def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
 
     import skimage
 
-    from core.cards import WEIGHTS_DIR, list_cards
+    from core.models.cards import WEIGHTS_DIR, list_cards
 
     if "gate" not in list_cards():
         pytest.skip("no committed gate model in weights/")
@@ -68,7 +68,7 @@ def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
 
 
 def test_auto_picks_the_model_that_fits_each_image(tmp_path, capsys):
-    from core.cards import list_cards
+    from core.models.cards import list_cards
     from tests.helpers import data_path
 
     if not {"gate", "pneumonia", "mri-tumour"} <= set(list_cards()):
@@ -98,11 +98,11 @@ def test_identifier_like_names_leave_the_csv_unless_kept(tmp_path, capsys):
 
 def test_batch_answers_brain_mri_by_the_same_rule_as_the_mri_page():
     """mri-tumour's card combines classifier and mask: the batch label is that rule's answer, not the classifier's."""
-    from core.cards import list_cards
-    from core.loading import load_image
-    from core.models import ScanModel
-    from core.samples import demo_set
-    from core.segmentation import segment, tumour_decision
+    from core.io.loading import load_image
+    from core.io.samples import demo_set
+    from core.models.cards import list_cards
+    from core.models.scan_model import ScanModel
+    from core.tasks.segmentation import segment, tumour_decision
 
     cards = list_cards()
     if "mri-tumour" not in cards or not cards["mri-tumour"].decision_rule:
@@ -122,10 +122,10 @@ def test_the_tumour_rule_reuses_the_resident_mask_model(monkeypatch):
     """In a model process the mask model is already loaded: the rule must not load a second copy."""
     import numpy as np
 
-    from core import inference
-    from core.cards import list_cards
-    from core.models import ScanModel
-    from core.segmentation import rule_decisions
+    from core.models.cards import list_cards
+    from core.models.scan_model import ScanModel
+    from core.tasks import inference
+    from core.tasks.segmentation import rule_decisions
 
     if "mri-tumour" not in list_cards() or not list_cards()["mri-tumour"].decision_rule:
         pytest.skip("the committed mri-tumour card has no decision rule")

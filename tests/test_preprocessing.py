@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.preprocessing import STEPS, Clahe, Compose, LungCrop, Resize, UnknownStepError, build_pipeline, build_step
+from core.transforms.preprocessing import (
+    STEPS,
+    Clahe,
+    Compose,
+    LungCrop,
+    Resize,
+    UnknownStepError,
+    build_pipeline,
+    build_step,
+)
 from tests.helpers import synthetic_chest
 
 
@@ -92,7 +101,7 @@ def test_lung_crop_never_keeps_one_lung_and_says_why():
 
 def test_lung_crop_on_real_xrays_keeps_both_lungs_or_declines():
     """On 40 test X-rays: every crop keeps both halves of the chest (its box spans the midline widely)."""
-    from core.loading import load_image
+    from core.io.loading import load_image
     from tests.helpers import data_path
 
     folder = data_path("chest_xray", "test", "NORMAL")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.cards import list_cards
-from core.data import list_labelled
-from core.evaluate import _mri_patients, evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation
-from core.models import ScanModel
+from core.cli.evaluate import _mri_patients, evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation
+from core.data.chest import list_labelled
+from core.models.cards import list_cards
+from core.models.scan_model import ScanModel
 from tests.helpers import REPO, data_path
 
 CARDS = list_cards()
@@ -64,7 +64,8 @@ FLOORS = {
 @pytest.mark.slow
 @needs("ct-infection")
 def test_ct_infection_on_the_48_test_slices():
-    from core.ct import evaluate_ct, list_ct
+    from core.checks.ct import evaluate_ct
+    from core.data.ct import list_ct
 
     model = ScanModel.load("ct-infection")
     slices = list_ct(data_path("covid_ct_seg", "test"))
@@ -77,7 +78,7 @@ def test_ct_infection_on_the_48_test_slices():
 @pytest.mark.slow
 @needs("pneumonia-type")
 def test_pneumonia_type_on_the_official_test_set():
-    from core.data import list_pneumonia_types
+    from core.data.chest import list_pneumonia_types
 
     model = ScanModel.load("pneumonia-type")
     samples = list_pneumonia_types(data_path("chest_xray", "test"))
@@ -89,7 +90,7 @@ def test_pneumonia_type_on_the_official_test_set():
 @pytest.mark.slow
 @needs("covid")
 def test_covid_on_its_held_out_part():
-    from core.data import covid_holdout, list_covid
+    from core.data.chest import covid_holdout, list_covid
 
     model = ScanModel.load("covid")
     samples = covid_holdout(list_covid(data_path("covid_radiography")))[1]
@@ -104,7 +105,7 @@ def test_covid_on_its_held_out_part():
 @pytest.mark.slow
 @needs("gate")
 def test_gate_on_held_out_medical_and_non_medical_images():
-    from core.gate import evaluate_gate
+    from core.checks.gate import evaluate_gate
 
     model = ScanModel.load("gate")
     metrics = evaluate_gate(model, data_path(), progress=False)
@@ -122,7 +123,7 @@ def test_gate_on_held_out_medical_and_non_medical_images():
 def test_shortcut_check_is_reproduced():
     import json
 
-    from core.shortcut import run_check
+    from core.checks.shortcut import run_check
 
     committed = json.loads((REPO / "weights" / "shortcut.json").read_text())
     result = run_check(data_path())
@@ -135,7 +136,7 @@ def test_shortcut_check_is_reproduced():
 def test_study_results_are_consistent_with_their_runs():
     import json
 
-    from core.study import summarise
+    from core.checks.study import summarise
 
     study = json.loads((REPO / "weights" / "study.json").read_text())
     folds = study["config"]["folds"]

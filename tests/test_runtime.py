@@ -40,8 +40,8 @@ def test_onednn_repro_survives_under_the_project_setting():
 def test_gradcam_of_every_committed_model_survives_under_the_project_setting():
     code = """
         import numpy as np, core
-        from core.models import ScanModel, available_models
-        from core.explain import heatmap
+        from core.models.scan_model import ScanModel, available_models
+        from core.explain.gradcam import heatmap
         pixels = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
         for name in available_models():
             model = ScanModel.load(name)

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data import Sample
-from core.study import (
+from core.checks.study import (
     FAMILIES,
     StudyConfig,
     build_family,
@@ -18,6 +17,7 @@ from core.study import (
     scale_stack,
     summarise,
 )
+from core.data.chest import Sample
 from tests.test_train import make_dataset
 
 
@@ -91,7 +91,7 @@ def test_conv3d_written_with_2d_convolutions_equals_keras_conv3d(stride, depth_p
     import keras
     from keras import layers
 
-    from core.study import conv3d
+    from core.checks.study import conv3d
 
     volume = np.random.default_rng(0).random((2, 3, 12, 12, 2)).astype(np.float32)
     inputs = keras.Input((3, 12, 12, 2))

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import evaluate, train
-from core.cards import ModelCard, sha256_of
-from core.data import chest_patient_id, list_labelled, pneumonia_kind, split_by_patient
+from core.cli import evaluate, train
+from core.data.chest import chest_patient_id, list_labelled, pneumonia_kind, split_by_patient
+from core.models.cards import ModelCard, sha256_of
+from core.training import classifier
 from tests.helpers import synthetic_chest
 
 
@@ -79,7 +80,7 @@ def test_train_then_evaluate_cli(tmp_path, capsys):
 
 
 def test_covid_holdout_is_fixed_stratified_and_disjoint(tmp_path):
-    from core.data import covid_holdout, list_covid
+    from core.data.chest import covid_holdout, list_covid
 
     for folder in ("COVID", "Normal"):
         (tmp_path / folder).mkdir()
@@ -95,15 +96,15 @@ def test_covid_holdout_is_fixed_stratified_and_disjoint(tmp_path):
 
 @pytest.mark.slow
 def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp_path):
-    from core.cards import list_cards, transfer_table
-    from core.deploy import deploy
-    from core.models import ScanModel
+    from core.checks.deploy import deploy
+    from core.models.cards import list_cards, transfer_table
+    from core.models.scan_model import ScanModel
 
     data = make_dataset(tmp_path / "data", per_class=12)
     out = tmp_path / "weights"
     common = {"size": 32, "epochs": 1, "batch_size": 8, "widths": (8, 16), "log": lambda _: None}
-    scratch = train.train_classifier("pneumonia", data, out, name="pneumonia-scratch", **common)
-    tuned = train.train_classifier(
+    scratch = classifier.train_classifier("pneumonia", data, out, name="pneumonia-scratch", **common)
+    tuned = classifier.train_classifier(
         "pneumonia", data, out, name="pneumonia-finetuned", init_from=out / "pneumonia-scratch.keras", **common
     )
     assert scratch.variant == "scratch" and tuned.variant == "fine-tuned"
@@ -122,20 +123,20 @@ def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp
 
 
 def test_copy_backbone_copies_every_layer_but_the_logits(tmp_path):
-    from core.models import build_classifier
+    from core.models.networks import build_classifier
 
     source = build_classifier((32, 32, 1), 5, widths=(8, 16), name="source")
     source.save(tmp_path / "backbone.keras")
     target = build_classifier((32, 32, 1), 2, widths=(8, 16), name="target")
-    copied = train.copy_backbone(tmp_path / "backbone.keras", target)
+    copied = classifier.copy_backbone(tmp_path / "backbone.keras", target)
     assert copied == sum(1 for layer in target.layers if layer.weights and layer.name != "logits")
     np.testing.assert_array_equal(target.get_layer("last_conv").get_weights()[0],
                                   source.get_layer("last_conv").get_weights()[0])  # fmt: skip
 
 
 def test_pretraining_leaves_out_every_validation_and_test_image():
-    from core.data import covid_holdout, list_covid, list_pneumonia_types
-    from core.pretrain import pretraining_split
+    from core.data.chest import covid_holdout, list_covid, list_pneumonia_types
+    from core.training.pretrain import pretraining_split
     from tests.helpers import data_path
 
     chest = data_path("chest_xray", "train")
@@ -151,7 +152,7 @@ def test_pretraining_leaves_out_every_validation_and_test_image():
 
 
 def test_transfer_sentence_names_each_start_and_the_one_in_use():
-    from core.deploy import transfer_sentence
+    from core.checks.deploy import transfer_sentence
 
     scratch = {"variant": "scratch", "deployed": False, "test_auc": 0.97}
     tuned = {"variant": "fine-tuned", "deployed": False, "test_auc": 0.96}
@@ -175,7 +176,7 @@ def test_evaluating_covid_on_another_folder_uses_every_image(tmp_path, capsys):
     once scored 9 because a seeded 20% 'test' split was taken from it)."""
     import json
 
-    from core import evaluate
+    from core.cli import evaluate
 
     for folder in ("COVID", "Normal"):
         (tmp_path / "external" / folder).mkdir(parents=True)

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from core import inference
-from core.models import ScanModel
-from core.worker import ABORT_TAG_VARIABLE, WorkerFailedError, WorkerPool, WorkerStoppedError
+from core.models.scan_model import ScanModel
+from core.models.worker import ABORT_TAG_VARIABLE, WorkerFailedError, WorkerPool, WorkerStoppedError
+from core.tasks import inference
 
 
 def allocate(megabytes: int) -> int:
@@ -78,7 +78,7 @@ def test_a_caller_waiting_while_another_request_crashes_never_notices(pool, monk
 
 def test_typed_errors_travel_unchanged_and_untyped_ones_lose_their_message(pool):
     from core.errors import CorruptImageError
-    from core.loading import load_image
+    from core.io.loading import load_image
 
     with pytest.raises(CorruptImageError):
         pool.call(load_image, b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "broken.png")
@@ -114,7 +114,7 @@ def test_nothing_is_written_to_disk_by_the_worker_mechanism(tmp_path, monkeypatc
     before = {p for p in REPO.rglob("*") if ".git" not in p.parts and "__pycache__" not in p.parts}
     pool = WorkerPool("decoder", size=1)
     try:
-        from core.loading import load_image
+        from core.io.loading import load_image
 
         image = pool.call(load_image, png_bytes(synthetic_chest()), "chest.png")
         assert image.frames.shape == (1, 224, 224)
@@ -126,7 +126,7 @@ def test_nothing_is_written_to_disk_by_the_worker_mechanism(tmp_path, monkeypatc
 
 
 def test_large_uploads_travel_out_of_band_and_arrive_as_bytes_like_the_original(pool):
-    from core.loading import sniff_format
+    from core.io.loading import sniff_format
 
     big = b"\x89PNG\r\n\x1a\n" + bytes(300_000)
     assert pool.call(sniff_format, big) == "png"

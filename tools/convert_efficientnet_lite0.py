@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: F401  (TensorFlow runtime settings first)
-from core.cards import sha256_of
-from core.efficientnet import (
+from core.models.cards import sha256_of
+from core.models.efficientnet import (
     IMAGENET_WEIGHTS,
     INPUT_MEAN,
     INPUT_SCALE,

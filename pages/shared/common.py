@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import inference
-from core.cards import ModelCard
 from core.errors import ScanSightError
-from core.explain import fit_for_display, to_rgb8
-from core.gate import GateVerdict, screen
-from core.loading import LoadedImage, load_image
-from core.models import available_models
-from core.privacy import shown_name
-from core.samples import SampleImage, list_samples
-from core.worker import run_decoder, run_model
+from core.explain.overlay import fit_for_display, to_rgb8
+from core.io.loading import LoadedImage, load_image
+from core.io.privacy import shown_name
+from core.io.samples import SampleImage, list_samples
+from core.models.cards import ModelCard
+from core.models.scan_model import available_models
+from core.models.worker import run_decoder, run_model
+from core.tasks import inference
+from core.tasks.gate import GateVerdict, screen
 
 DISCLAIMER = (
     "ScanSight is a teaching and demonstration tool. It is **not a medical device** and does "
@@ -280,7 +280,7 @@ def test_caption(card: ModelCard) -> None:
 
 def report_button(memo_key: tuple, make_report, file_name: str) -> None:
     """A PDF download; the PDF is built once per memo_key, not on every rerun of the page."""
-    from core.report import build_pdf
+    from core.io.report import build_pdf
 
     keep_name = st.checkbox("Put the original file name in the report", value=False, key="report_keep_name")
     notices = page_notices()
@@ -296,7 +296,7 @@ def report_button(memo_key: tuple, make_report, file_name: str) -> None:
 
 
 def model_call(function, *args, **kwargs):
-    """`function(*args)` (from `core.inference`) in a model process, tagged with the upload; a typed error, or
+    """`function(*args)` (from `core.tasks.inference`) in a model process, tagged with the upload; a typed error, or
     the process stopping under it, becomes a message and the page stops (the server and other sessions go on)."""
     upload = current_upload()
     return run_guarded(run_model, function, *args, tag=upload.key if upload else "", **kwargs)
@@ -341,7 +341,7 @@ SOURCE_WARNING_CONFIDENCE = 0.8  # below this, the source detector's call is sho
 def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     """Warn when the image looks like the other chest X-ray source (adult vs paediatric) than the model's,
     with what the shortcut check measured for that model on such images."""
-    from core.shortcut import SOURCE_OF_MODEL
+    from core.checks.shortcut import SOURCE_OF_MODEL
 
     trained_on = SOURCE_OF_MODEL.get(card.task)
     if trained_on is None or "chest-backbone" not in all_model_cards():

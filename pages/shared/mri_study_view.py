@@ -9,13 +9,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import inference
 from core.errors import ScanSightError
-from core.explain import fit_for_display, to_rgb8
-from core.mri_study import MAX_STUDY_SLICES, MriStudy, measure_study, read_study
-from core.samples import demo_studies
-from core.segmentation import mask_overlay
-from core.worker import run_decoder, run_model
+from core.explain.overlay import fit_for_display, mask_overlay, to_rgb8
+from core.io.samples import demo_studies
+from core.models.worker import run_decoder, run_model
+from core.tasks import inference
+from core.tasks.mri_study import MAX_STUDY_SLICES, MriStudy, measure_study, read_study
 from pages.shared.common import run_guarded, show_error, test_caption
 
 STUDY_TYPES = ["zip", "png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"]

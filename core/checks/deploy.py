@@ -1,0 +1,114 @@
+"""Deploying a trained variant: ``python -m core.checks.deploy covid-scratch covid-finetuned``.
+
+Of the candidates (variants of one task, e.g. trained from scratch and fine-tuned from the chest
+backbone), the one with the best *validation* score (AUC for two classes, macro-F1 otherwise) is
+copied to the task's name (``covid.keras`` + ``covid.json``), which is what the app and the
+evaluation CLI load. The test set plays no part in the choice. The variants keep their own cards
+(marked not deployed) for the comparison table on the Model card page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.models.cards import WEIGHTS_DIR, ModelCard
+
+
+def validation_score(card: ModelCard) -> float:
+    validation = card.metrics.get("validation", {})
+    key = "auc" if len(card.classes) == 2 else "macro_f1"
+    if validation.get(key) is None:
+        raise SystemExit(f"{card.name} has no validation {key} in its card")
+    return float(validation[key])
+
+
+def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
+    cards = [ModelCard.load(Path(weights_dir) / f"{name}.json") for name in candidates]
+    tasks = {card.task for card in cards}
+    if len(tasks) != 1:
+        raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
+    task = tasks.pop()
+    scores = {card.name: validation_score(card) for card in cards}
+    best = max(cards, key=lambda card: scores[card.name])
+    for card in cards:
+        if card.name != task:
+            card.deployed = False
+            card.save()
+    deployed = ModelCard.from_dict(best.to_dict())
+    if best.name != task:
+        shutil.copyfile(best.weights_path, Path(weights_dir) / f"{task}.keras")
+    deployed.name, deployed.weights, deployed.deployed = task, f"{task}.keras", True
+    metric = "AUC" if len(best.classes) == 2 else "macro-F1"
+    deployed.training = {
+        **best.training,
+        "deployed_from": best.name,
+        "selection": f"best validation {metric} among "
+        + ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
+        + " (the test set played no part)",
+    }
+    deployed.save(Path(weights_dir) / f"{task}.json")
+    print(f"deployed {best.name} as {task}: " + deployed.training["selection"])
+    return deployed
+
+
+def transfer_sentence(rows: Sequence[dict]) -> str:
+    """What the comparison of starts (ImageNet, chest backbone, scratch) of one task found, in one sentence."""
+    from core.models.cards import STARTS
+
+    if len(rows) < 2:
+        return ""
+    key, label, fmt = (
+        ("test_auc", "AUC", "{:.3f}") if any(r.get("test_auc") is not None for r in rows)
+        else ("test_macro_f1", "macro-F1", "{:.3f}")
+    )  # fmt: skip
+    scored = [row for row in rows if row.get(key) is not None]
+    if len(scored) < 2:
+        return ""
+    parts = [f"{STARTS[r['variant']][0]} ({STARTS[r['variant']][1]}) {fmt.format(r[key])}" for r in scored]
+    best = max(scored, key=lambda r: r[key])
+    deployed = next((r for r in rows if r["deployed"]), None)
+
+    def start(row: dict) -> str:
+        return f"{STARTS[row['variant']][0]} ({STARTS[row['variant']][1]})"
+
+    chosen = f"; in use: {start(deployed)}, chosen on validation" if deployed is not None else ""
+    return f"Held-out test {label} by start: {', '.join(parts)}. Best on test: {start(best)}{chosen} (one run each)."
+
+
+def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
+    """Write each task's comparison of starts into the deployed card of that task."""
+    from core.models.cards import list_cards, transfer_table
+
+    cards = list_cards(weights_dir)
+    rows = transfer_table(cards)
+    for task in sorted({row["task"] for row in rows}):
+        sentence = transfer_sentence([row for row in rows if row["task"] == task])
+        if sentence and task in cards:
+            cards[task].findings["transfer"] = sentence
+            cards[task].save()
+            print(f"{task}: {sentence}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.checks.deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("candidates", nargs="*", help="model names (cards in weights/) of one task")
+    parser.add_argument(
+        "--transfer-findings",
+        action="store_true",
+        help="write the scratch vs fine-tuned finding (test figures) into each deployed card",
+    )
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    if args.candidates:
+        deploy(args.candidates, args.weights)
+    if args.transfer_findings:
+        write_transfer_findings(args.weights)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

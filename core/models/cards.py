@@ -1,0 +1,169 @@
+"""Model cards: the JSON file beside each `.keras` file in weights/ (torchxrayvision-style metadata)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelCardError
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+@dataclass
+class InputSpec:
+    """What the network reads: size, channels and value range after preprocessing."""
+
+    height: int
+    width: int
+    channels: int = 1
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass
+class ModelCard:
+    """Everything the app and the CLIs need to know about one model."""
+
+    name: str
+    task: str
+    title: str
+    modality: str
+    weights: str
+    classes: list[str]
+    input: InputSpec
+    preprocessing: list[dict[str, Any]]
+    positive_class: str | None = None
+    threshold: float | None = None
+    threshold_method: str = ""
+    temperature: float = 1.0
+    calibration_method: str = ""
+    sha256: str = ""
+    cam_layer: str = "last_conv"
+    mask_threshold: float | None = None
+    test_time_flip: bool = False
+    min_component_voxels: int = 0
+    decision_rule: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    architecture: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    limits: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
+    deployed: bool = True
+    path: Path | None = None
+
+    @property
+    def weights_path(self) -> Path:
+        base = self.path.parent if self.path else WEIGHTS_DIR
+        return base / self.weights
+
+    @property
+    def positive_index(self) -> int | None:
+        return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        out["input"]["value_range"] = list(self.input.value_range)
+        return out
+
+    def save(self, path: Path | None = None) -> Path:
+        target = Path(path or self.path or WEIGHTS_DIR / f"{self.name}.json")
+        target.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        self.path = target
+        return target
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> ModelCard:
+        try:
+            raw = dict(raw)
+            spec = dict(raw.pop("input"))
+            spec["value_range"] = tuple(spec.get("value_range", (0.0, 1.0)))
+            known = set(cls.__dataclass_fields__) - {"path", "input"}
+            extra = set(raw) - known
+            if extra:
+                raise ModelCardError(f"Model card has unknown fields: {sorted(extra)}")
+            return cls(input=InputSpec(**spec), path=path, **raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ModelCardError(f"Model card {path or ''} is invalid: {error}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ModelCardError(f"Model card {path} cannot be read: {error}") from None
+        return cls.from_dict(raw, path=Path(path))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_cards(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
+    """All model cards in `weights_dir` whose weights file exists, by name."""
+    cards = {}
+    for path in sorted(Path(weights_dir).glob("*.json")):
+        if path.name.endswith(".eval.json"):
+            continue
+        try:
+            card = ModelCard.load(path)
+        except ModelCardError:
+            continue
+        if card.weights_path.exists():
+            cards[card.name] = card
+    return cards
+
+
+# The starts compared by the transfer-learning study: variant -> (start weights, network).
+STARTS: dict[str, tuple[str, str]] = {
+    "imagenet": ("ImageNet", "EfficientNet-Lite0"),
+    "fine-tuned": ("our chest backbone", "compact CNN"),
+    "scratch": ("random", "compact CNN"),
+    "lite0-scratch": ("random", "EfficientNet-Lite0"),
+}
+
+
+def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
+    """ImageNet start vs chest backbone vs scratch, per task: one row per trained variant (a deployed copy of
+    a variant, which has the same weights, is not listed twice), with its validation and held-out test figures."""
+    rows = []
+    seen: set[tuple[str, str]] = set()
+    order = list(STARTS)
+    ranked = sorted(cards.values(), key=lambda c: (c.task, order.index(c.variant) if c.variant in order else 9, c.name))
+    for card in ranked:
+        if card.variant not in STARTS or (card.task, card.sha256) in seen:
+            continue
+        seen.add((card.task, card.sha256))
+        test = card.metrics.get("test", {})
+        validation = card.metrics.get("validation", {})
+        rows.append(
+            {
+                "task": card.task,
+                "variant": card.variant,
+                "start": STARTS[card.variant][0],
+                "network": STARTS[card.variant][1],
+                "model": card.name,
+                "deployed": any(c.deployed and c.sha256 == card.sha256 for c in cards.values()),
+                "epochs": card.training.get("epochs_run"),
+                "validation_auc": validation.get("auc"),
+                "validation_macro_f1": validation.get("macro_f1"),
+                "test_accuracy": test.get("accuracy"),
+                "test_auc": test.get("auc"),
+                "test_macro_f1": test.get("macro_f1"),
+                "test_sensitivity": test.get("sensitivity"),
+                "test_specificity": test.get("specificity"),
+                "test_auc_bacterial_vs_viral": test.get("auc_bacterial_vs_viral"),
+                "test_ci95": test.get("ci95", {}),
+            }
+        )
+    return rows

@@ -1,0 +1,144 @@
+"""Network builders: the compact chest CNN, the ResUNet, a classifier on a segmenter's encoder, and a U-Net on the
+EfficientNet-Lite0 encoder. Flat functional Keras models (tf-keras-vis needs that); classifiers end in
+``logits``, segmenters in one sigmoid channel named ``mask``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.models.efficientnet import CHEST_BLOCKS, IMAGENET_WEIGHTS, assign_weights, build_lite0, load_weights_npz
+
+LAST_CONV = "last_conv"
+
+
+def build_classifier(
+    input_shape: tuple[int, int, int],
+    n_classes: int,
+    widths: tuple[int, ...] = (16, 32, 64, 128, 192),
+    dropout: float = 0.3,
+    stem_stride: int = 2,
+    name: str = "scansight_cnn",
+    bn_momentum: float = 0.99,
+):
+    """A compact VGG-style CNN: a strided stem, then conv-BN-ReLU x2 per stage with max-pooling; logits.
+    `bn_momentum` 0.9 suits short trainings (a few hundred steps), where 0.99 leaves the moving statistics
+    far from the data's."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for stage, width in enumerate(widths):
+        last_stage = stage == len(widths) - 1
+        stride = stem_stride if stage == 0 else 1
+        x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"s{stage}_conv1")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"s{stage}_bn1")(x)
+        x = layers.Activation("relu", name=f"s{stage}_relu1")(x)
+        conv_name = LAST_CONV if last_stage else f"s{stage}_conv2"
+        if stage == 0:
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
+        else:
+            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=conv_name)(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"s{stage}_bn2")(x)
+        x = layers.Activation("relu", name=f"s{stage}_relu2")(x)
+        if stage < len(widths) - 2:  # the last two stages share the final (input / 16) grid
+            x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _residual_block(x, filters: int, stride: int, name: str):
+    """Pre-activation residual block: BN-ReLU-conv3x3 (stride) - BN-ReLU-conv3x3, plus a 1x1 shortcut."""
+    from keras import layers
+
+    shortcut = x
+    y = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Activation("relu", name=f"{name}_relu2")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_skip")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_skip_bn")(shortcut)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def build_resunet(
+    input_shape: tuple[int, int, int], widths: tuple[int, ...] = (16, 32, 64, 128, 256), name: str = "resunet"
+):
+    """ResUNet (Zhang et al. 2018 style): residual encoder blocks with stride-2 downsampling, a bridge,
+    and a decoder of upsampling + skip concatenation + residual blocks; one sigmoid mask channel."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = _residual_block(x, widths[0], 1, "enc0")
+    skips = [x]
+    for level, width in enumerate(widths[1:-1], start=1):
+        x = _residual_block(x, width, 2, f"enc{level}")
+        skips.append(x)
+    x = _residual_block(x, widths[-1], 2, "bridge")
+    x = layers.BatchNormalization(name="bridge_bn")(x)
+    x = layers.Activation("relu", name=LAST_CONV)(x)
+    for level, skip in reversed(list(enumerate(skips))):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        x = _residual_block(x, widths[level], 1, f"dec{level}")
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.Activation("relu", name="head_relu")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def classifier_from_encoder(segmenter, n_classes: int = 2, dropout: float = 0.3, name: str = "encoder_classifier"):
+    """A flat classifier reusing a segmentation network's encoder layers (up to `last_conv`), with a new head."""
+    import keras
+    from keras import layers
+
+    features = segmenter.get_layer(LAST_CONV).output
+    x = layers.GlobalAveragePooling2D(name="gap")(features)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(segmenter.input, outputs, name=name)
+
+
+# Skip connections of the U-Net: (layer, stride) at strides 2, 4, 8, 16; the last encoder block gives stride 32.
+UNET_SKIPS = (("block0_project_bn", 2), ("block2_add", 4), ("block4_add", 8), ("block10_add", 16))
+
+
+def lite0_unet(
+    size: int,
+    imagenet: bool = True,
+    blocks: int = CHEST_BLOCKS,
+    decoder: Sequence[int] = (96, 48, 32, 24, 16),
+    name: str = "lite0_unet",
+    weights_path: Path = IMAGENET_WEIGHTS,
+):
+    """A U-Net on the Lite0 encoder (its first `blocks` blocks, ImageNet weights when `imagenet`): at each
+    upsampling (five from stride 32, four from 16; `decoder` widths from its end), bilinear x2, the encoder's
+    skip of that stride, two 3x3 conv + BN + ReLU; one sigmoid mask channel named ``mask``, as `build_resunet`.
+    Input (size, size, 3) in [0, 1]."""
+    import keras
+    from keras import layers
+
+    encoder = build_lite0((size, size, 3), None, blocks=blocks, head=False, name=f"{name}_encoder")
+    if imagenet:
+        assign_weights(encoder, load_weights_npz(weights_path))
+    stride = size // encoder.output.shape[1]
+    skips = [encoder.get_layer(layer).output for layer, at in reversed(UNET_SKIPS) if at < stride] + [None]
+    x = encoder.output
+    for level, (width, skip) in enumerate(zip(decoder[-len(skips) :], skips, strict=True)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        if skip is not None:
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        for part in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"dec{level}_conv{part}")(x)
+            x = layers.BatchNormalization(name=f"dec{level}_bn{part}")(x)
+            x = layers.ReLU(name=f"dec{level}_relu{part}")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(encoder.input, outputs, name=name)

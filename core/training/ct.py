@@ -1,0 +1,135 @@
+"""Training the CT segmenters: the infection network (`ct-infection`) and the lung network (`ct-lungs`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.checks.metrics import dice
+from core.data.ct import CtSlice, list_ct, read_binary, read_grey
+from core.models.cards import ModelCard, sha256_of
+from core.models.networks import build_resunet
+from core.models.scan_model import ScanModel
+from core.tasks.ct import infection_card, lung_card
+from core.training.fitting import best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
+
+
+def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared slices and their targets at `size` (the infection mask, or `target_of(grey, infection)`)."""
+    images, masks = [], []
+    for item in slices:
+        pixels = read_grey(item.image)
+        images.append(prepare(pixels))
+        mask = read_binary(item.mask)
+        if target_of is not None:
+            mask = target_of(pixels, mask)
+        target = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        masks.append(target >= 0.5)
+    return np.stack(images), np.stack(masks)[..., np.newaxis].astype(np.float32)
+
+
+def train_ct(
+    data_dir: Path,
+    out_dir: Path,
+    size: int = 256,
+    epochs: int = 150,
+    batch_size: int = 8,
+    learning_rate: float = 2e-3,
+    validation_count: int = 8,
+    widths: Sequence[int] = (8, 16, 32, 64, 128),
+    seed: int = 0,
+    patience: int = 40,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+    target: str = "infection",
+    architecture: str = "resunet",
+) -> ModelCard:
+    """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
+    With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
+    `architecture` "lite0-unet": a U-Net on the EfficientNet-Lite0 encoder from ImageNet (`widths` unused)."""
+    import keras
+    import tensorflow as tf
+
+    from core.training.mri import _augment_pairs, _predict_batches, dice_bce_loss
+
+    keras.utils.set_random_seed(seed)
+    started = time.time()
+    slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
+    order = np.random.default_rng(seed).permutation(len(slices))
+    validation = [slices[i] for i in order[:validation_count]]
+    train = [slices[i] for i in order[validation_count:]]
+    card = lung_card(size) if target == "lungs" else infection_card(size)
+    preparer = ScanModel(card, None)
+    target_of = None
+    if target == "lungs":
+        from core.transforms.lungs import pseudo_lungs
+
+        target_of = pseudo_lungs
+    x_train, y_train = _load(train, size, preparer.prepare, target_of)
+    x_val, y_val = _load(validation, size, preparer.prepare, target_of)
+    log(f"{card.name}: train {len(x_train)} / validation {len(x_val)} slices")
+    if architecture == "lite0-unet":
+        from core.models.networks import lite0_unet
+
+        model = lite0_unet(size, imagenet=True, blocks=11, name="ct_lite0_unet")
+        description = f"U-Net on EfficientNet-Lite0 blocks 0-10 from ImageNet, {model.count_params():,} parameters"
+    else:
+        model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
+        description = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
+    steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
+    compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
+    augment = _augment_pairs(seed)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed)
+        .repeat()
+        .batch(batch_size)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    forward = tf.function(lambda x: model(x, training=False))
+
+    def val_dice(threshold: float = 0.5, flip: bool = False) -> float:
+        probabilities = _predict_batches(forward, x_val)
+        if flip:  # test-time flip: the mean with the mirror image's mask, mirrored back
+            probabilities = (probabilities + _predict_batches(forward, x_val[:, :, ::-1])[:, :, ::-1]) / 2
+        return float(np.mean([dice(p >= threshold, t >= 0.5) for p, t in zip(probabilities, y_val, strict=True)]))
+
+    monitor, best = best_epoch_monitor(model, val_dice, "Dice", epochs, patience, log)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
+    model.set_weights(best.weights)
+    choices = {flip: best_mask_threshold(lambda t, flip=flip: val_dice(t, flip)) for flip in (False, True)}
+    card.test_time_flip = choices[True][1] > choices[False][1]
+    card.mask_threshold, validation_dice = choices[card.test_time_flip]
+    card.threshold_method = (
+        "mask threshold and test-time flip maximising mean slice Dice on 8 validation slices taken from train/"
+    )
+    weights_path = Path(out_dir) / card.weights
+    export_model(model, weights_path)
+    card.sha256 = sha256_of(weights_path)
+    card.architecture = description
+    card.data = {
+        **card.data,
+        "source": "COVID-19 CT segmentation (MedSeg), Inf-Net split: covid_ct_seg/train (50 slices)",
+        "split": f"42 train / 8 validation slices from train/ (seed {seed}); test/ (48 slices) never used here. "
+        "The set has no patient ids: validation slices may share patients with training slices.",
+        "n_train": len(train),
+        "n_validation": len(validation),
+    }
+    card.training = {
+        "epochs_run": len(best.history),
+        "best_epoch": best.epoch,
+        "loss": "binary cross-entropy + (1 - soft Dice)",
+        "augmentation": "horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+        "history": best.history,
+    }
+    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
+    card.save(Path(out_dir) / f"{card.name}.json")
+    log(f"saved {weights_path}; validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}")
+    return card
