@@ -190,27 +190,17 @@ def fit_and_score(
 ) -> dict[str, float]:
     """Train with balanced class weights and a cosine schedule; AUC and accuracy (argmax) on the held-out fold."""
     import keras
-    import tensorflow as tf
     from sklearn.metrics import roc_auc_score
 
     from core.models.scan_model import softmax
-    from core.training.fitting import compile_cosine
+    from core.training.loops import FitSettings, balanced_class_weights, fit_classifier, shuffled_batches
 
     keras.utils.set_random_seed(seed)
-    counts = np.bincount(y_train, minlength=2)
-    class_weight = {i: float(len(y_train) / (2 * max(c, 1))) for i, c in enumerate(counts)}
+    settings = FitSettings(epochs, batch_size, learning_rate, None, seed)
     steps = int(np.ceil(len(x_train) / batch_size))
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    compile_cosine(model, learning_rate, steps, epochs, loss)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed)
-        .batch(batch_size)
-        .prefetch(2)
-    )
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, verbose=0)
-    forward = tf.function(lambda x: model(x, training=False))
-    logits = np.concatenate([forward(x_test[i : i + 256]).numpy() for i in range(0, len(x_test), 256)])
+    fit = fit_classifier(model, shuffled_batches(x_train, y_train, batch_size, seed), steps, x_test, y_test, 2,
+                         settings, monitor=False, class_weight=balanced_class_weights(y_train, 2))  # fmt: skip
+    logits = fit.logits
     probability = softmax(logits)[:, 1]
     return {
         "auc": float(roc_auc_score(y_test, probability)),

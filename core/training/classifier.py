@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from core.checks.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
 from core.data.chest import (
     Sample,
     covid_holdout,
@@ -27,10 +26,18 @@ from core.data.chest import (
     load_arrays,
     split_by_patient,
 )
-from core.models.cards import InputSpec, ModelCard, sha256_of
+from core.models.cards import InputSpec, ModelCard
 from core.models.networks import build_classifier
-from core.models.scan_model import ScanModel, softmax
-from core.training.fitting import best_epoch_monitor, compile_cosine, export_model
+from core.models.scan_model import ScanModel
+from core.training.loops import (
+    FitSettings,
+    balanced_class_weights,
+    calibrate,
+    export_with_card,
+    fit_classifier,
+    history_fields,
+)
+from core.transforms.augment import augmented_batches
 
 
 @dataclass
@@ -113,37 +120,6 @@ def chest_preprocessing(size: int) -> list[dict[str, Any]]:
     return [{"name": "grey"}, {"name": "resize", "size": [size, size]}, {"name": "normalise"}]
 
 
-def _augmenter(seed: int):
-    import keras
-    from keras import layers
-
-    return keras.Sequential(
-        [
-            layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-            layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 1),
-            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
-            layers.RandomContrast(0.2, seed=seed + 3),
-        ],
-        name="augment",
-    )
-
-
-def augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """Shuffled training batches with light geometric and contrast augmentation, clipped to [0, 1]."""
-    import tensorflow as tf
-
-    augment = _augmenter(seed)
-    return (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(
-            lambda a, b: (tf.clip_by_value(augment(a, training=True), 0.0, 1.0), b), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 CLASSIFIER_ARCHITECTURES = ("cnn", "lite0-imagenet", "lite0-scratch")
 
 
@@ -172,7 +148,6 @@ def train_classifier(
     `architecture`: "cnn" (the compact CNN), "lite0-imagenet" (EfficientNet-Lite0 from the ported ImageNet
     weights) or "lite0-scratch" (the same network from random weights)."""
     import keras
-    import tensorflow as tf
 
     task = CLASSIFIER_TASKS[task_name]
     keras.utils.set_random_seed(seed)
@@ -214,9 +189,8 @@ def train_classifier(
     y_val = np.array([s.label for s in validation])
 
     n_classes = len(task.classes)
-    counts = np.bincount(y_train, minlength=n_classes)
-    class_weight = {i: float(len(y_train) / (n_classes * max(c, 1))) for i, c in enumerate(counts)}
-    log(f"class counts (train) {counts.tolist()}, class weights {class_weight}")
+    class_weight = balanced_class_weights(y_train, n_classes)
+    log(f"class counts (train) {np.bincount(y_train, minlength=n_classes).tolist()}, class weights {class_weight}")
 
     if architecture not in CLASSIFIER_ARCHITECTURES:
         known = ", ".join(CLASSIFIER_ARCHITECTURES)
@@ -232,51 +206,17 @@ def train_classifier(
     if init_from is not None:
         copied = copy_backbone(Path(init_from), model)
         log(f"initialised {copied} layers from {init_from} (all but the logits)")
-    steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
-    compile_cosine(
-        model, learning_rate, steps_per_epoch, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
     log(f"model: {model.count_params():,} parameters, input {size}x{size}x1")
 
-    dataset = augmented_batches(x_train, y_train, batch_size, seed)
+    settings = FitSettings(
+        epochs, batch_size, learning_rate, patience, seed, out_dir / ".checkpoints" / f"{name}.keras"
+    )
+    steps = int(np.ceil(len(x_train) / batch_size))
+    fit = fit_classifier(model, augmented_batches(x_train, y_train, batch_size, seed), steps, x_val, y_val,
+                         n_classes, settings, log, class_weight=class_weight)  # fmt: skip
+    validation_metrics = calibrate(card, fit.logits, y_val, "the validation split")
+    best = fit.best
 
-    forward = tf.function(lambda x: model(x, training=False))
-
-    def validation_logits() -> np.ndarray:
-        return np.concatenate([forward(x_val[i : i + 128]).numpy() for i in range(0, len(x_val), 128)])
-
-    def score(logits: np.ndarray) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        probabilities = softmax(logits)
-        if n_classes == 2:
-            return float(roc_auc_score(y_val, probabilities[:, 1]))
-        return multiclass_metrics(y_val, probabilities, task.classes)["macro_f1"]
-
-    metric = "AUC" if n_classes == 2 else "macro-F1"
-    monitor, best = best_epoch_monitor(
-        model, lambda: score(validation_logits()), metric, epochs, patience, log,
-        checkpoint=out_dir / ".checkpoints" / f"{name}.keras",
-    )  # fmt: skip
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[monitor], verbose=0)
-    model.set_weights(best.weights)
-
-    logits = validation_logits()
-    temperature, nll_before, nll_after = fit_temperature(logits, y_val)
-    probabilities = softmax(logits, temperature)
-    card.temperature = round(temperature, 4)
-    card.calibration_method = f"temperature scaling on the validation split (NLL {nll_before:.4f} -> {nll_after:.4f})"
-    if n_classes == 2:
-        card.threshold = round(youden_threshold(y_val, probabilities[:, 1]), 4)
-        card.threshold_method = "Youden's J (max sensitivity + specificity - 1) on the validation split"
-        validation_metrics = binary_metrics(y_val, probabilities[:, 1], card.threshold)
-    else:
-        card.threshold_method = "argmax of the calibrated probabilities"
-        validation_metrics = multiclass_metrics(y_val, probabilities, task.classes)
-
-    weights_path = out_dir / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
     origin = f"fine-tuned from {Path(init_from).name}" if init_from else "from scratch"
     card.variant = "fine-tuned" if init_from else "scratch"
     card.architecture = (
@@ -307,32 +247,20 @@ def train_classifier(
         "n_patients_validation": len({s.patient for s in validation}),
         "test": task.test_note,
     }
-    card.training = {
-        "initialisation": (
-            "ImageNet (weights/efficientnet-lite0-imagenet.npz)"
-            if architecture == "lite0-imagenet"
-            else str(init_from)
-            if init_from
-            else "random (from scratch)"
+    card.training = history_fields(
+        best, settings, started,
+        initialisation=(
+            "ImageNet (weights/efficientnet-lite0-imagenet.npz)" if architecture == "lite0-imagenet"
+            else str(init_from) if init_from else "random (from scratch)"
         ),
-        "epochs_run": len(best.history),
-        "best_epoch": best.epoch,
-        "batch_size": batch_size,
-        "optimiser": f"AdamW lr {learning_rate} cosine decay, weight decay 1e-4",
-        "loss": "cross-entropy with balanced class weights",
-        "augmentation": "rotation +-11 deg, zoom +-10%, shift +-6%, contrast +-20%",
-        "early_stopping": f"validation {'AUC' if n_classes == 2 else 'macro-F1'}, patience {patience}",
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-        "command": " ".join(["python -m core.train", *sys.argv[1:]]) if sys.argv[0].endswith("train.py") else "",
-        "history": best.history,
-    }
+        loss="cross-entropy with balanced class weights",
+        augmentation="rotation +-11 deg, zoom +-10%, shift +-6%, contrast +-20%",
+        early_stopping=f"validation {'AUC' if n_classes == 2 else 'macro-F1'}, patience {patience}",
+        command=" ".join(["python -m core.train", *sys.argv[1:]]) if sys.argv[0].endswith("train.py") else "",
+    )  # fmt: skip
     card.metrics = {"validation": validation_metrics}
-    card.save(out_dir / f"{card.name}.json")
-    log(
-        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and its card; validation: "
-        + json.dumps({k: v for k, v in validation_metrics.items() if isinstance(v, float)}, indent=None)
-    )
+    export_with_card(model, card, out_dir, log)
+    log("validation: " + json.dumps({k: v for k, v in validation_metrics.items() if isinstance(v, float)}))
     return card
 
 

@@ -11,11 +11,12 @@ import numpy as np
 
 from core.checks.metrics import dice
 from core.data.ct import CtSlice, list_ct, read_binary, read_grey
-from core.models.cards import ModelCard, sha256_of
+from core.models.cards import ModelCard
 from core.models.networks import build_resunet
 from core.models.scan_model import ScanModel
 from core.tasks.ct import infection_card, lung_card
-from core.training.fitting import best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
+from core.training.loops import FitSettings, export_with_card, fit_segmenter, history_fields
+from core.transforms.augment import augment_pairs
 
 
 def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +55,6 @@ def train_ct(
     import keras
     import tensorflow as tf
 
-    from core.training.mri import _augment_pairs, _predict_batches, dice_bce_loss
-
     keras.utils.set_random_seed(seed)
     started = time.time()
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
@@ -81,36 +80,29 @@ def train_ct(
         model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
         description = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
-    compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
-    augment = _augment_pairs(seed)
-    dataset = (
+    batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=seed)
         .repeat()
         .batch(batch_size)
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment_pairs(seed), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    forward = tf.function(lambda x: model(x, training=False))
+    masks_val = y_val[..., 0] >= 0.5
 
-    def val_dice(threshold: float = 0.5, flip: bool = False) -> float:
-        probabilities = _predict_batches(forward, x_val)
-        if flip:  # test-time flip: the mean with the mirror image's mask, mirrored back
-            probabilities = (probabilities + _predict_batches(forward, x_val[:, :, ::-1])[:, :, ::-1]) / 2
-        return float(np.mean([dice(p >= threshold, t >= 0.5) for p, t in zip(probabilities, y_val, strict=True)]))
+    def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
+        return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
-    monitor, best = best_epoch_monitor(model, val_dice, "Dice", epochs, patience, log)
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
-    model.set_weights(best.weights)
-    choices = {flip: best_mask_threshold(lambda t, flip=flip: val_dice(t, flip)) for flip in (False, True)}
-    card.test_time_flip = choices[True][1] > choices[False][1]
-    card.mask_threshold, validation_dice = choices[card.test_time_flip]
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed)
+    fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, choose_flip=True)
+    card.mask_threshold, card.test_time_flip, validation_dice = (
+        fit.mask_threshold,
+        fit.test_time_flip,
+        fit.validation_dice,
+    )
     card.threshold_method = (
         "mask threshold and test-time flip maximising mean slice Dice on 8 validation slices taken from train/"
     )
-    weights_path = Path(out_dir) / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
     card.architecture = description
     card.data = {
         **card.data,
@@ -120,16 +112,12 @@ def train_ct(
         "n_train": len(train),
         "n_validation": len(validation),
     }
-    card.training = {
-        "epochs_run": len(best.history),
-        "best_epoch": best.epoch,
-        "loss": "binary cross-entropy + (1 - soft Dice)",
-        "augmentation": "horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-        "history": best.history,
-    }
+    card.training = history_fields(
+        fit.best, settings, started,
+        loss="binary cross-entropy + (1 - soft Dice)",
+        augmentation="horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
+    )  # fmt: skip
     card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
-    card.save(Path(out_dir) / f"{card.name}.json")
-    log(f"saved {weights_path}; validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}")
+    export_with_card(model, card, out_dir, log)
+    log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, flip {card.test_time_flip}")
     return card

@@ -10,8 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from core.checks.metrics import fit_temperature, multiclass_metrics
 from core.data.gate import TEST_NATURAL, TRAIN_NATURAL, build_training_set
+from core.models.cards import InputSpec, ModelCard
+from core.models.networks import build_classifier
+from core.models.scan_model import softmax
 from core.tasks.gate import GATE_CLASSES, GATE_SIZE, verdict_from_probabilities
+from core.training.loops import FitSettings, export_with_card, fit_classifier, history_fields, shuffled_batches
 
 THRESHOLD_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -45,13 +50,6 @@ def train_gate(
 ):
     """Train the gate, fit its temperature on a held-back tenth of the (training-source) images, save it."""
     import keras
-    import tensorflow as tf
-
-    from core.checks.metrics import fit_temperature, multiclass_metrics
-    from core.models.cards import InputSpec, ModelCard, sha256_of
-    from core.models.networks import build_classifier
-    from core.models.scan_model import softmax
-    from core.training.fitting import compile_cosine, export_model
 
     keras.utils.set_random_seed(seed)
     started = time.time()
@@ -61,12 +59,11 @@ def train_gate(
     x_val, y_val, x_train, y_train = x[order[:n_val]], y[order[:n_val]], x[order[n_val:]], y[order[n_val:]]
     log(f"gate: {len(x_train)} training and {n_val} calibration images, {per_class} per class")
     model = build_classifier((GATE_SIZE, GATE_SIZE, 3), len(GATE_CLASSES), widths=(16, 32, 64, 96), name="gate_cnn")
+    settings = FitSettings(epochs, batch_size, learning_rate, None, seed)  # fixed epochs: nothing chosen
     steps = int(np.ceil(len(x_train) / batch_size))
-    compile_cosine(model, learning_rate, steps, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=seed).batch(batch_size)
-    model.fit(dataset, epochs=epochs, verbose=2)
-    forward = tf.function(lambda batch: model(batch, training=False))
-    logits = np.concatenate([forward(x_val[i : i + 256]).numpy() for i in range(0, len(x_val), 256)])
+    fit = fit_classifier(model, shuffled_batches(x_train, y_train, batch_size, seed), steps, x_val, y_val,
+                         len(GATE_CLASSES), settings, log)  # fmt: skip
+    logits = fit.logits
     temperature, before, after = fit_temperature(logits, y_val)
     threshold, calibration_rejection = choose_threshold(softmax(logits, temperature), y_val)
     log(f"acceptance threshold {threshold} (calibration false rejection {calibration_rejection:.4f})")
@@ -99,9 +96,6 @@ def train_gate(
             "Non-medical training images are few in kind (scikit-image samples, faces, generated scenes).",
         ],
     )
-    weights_path = Path(out_dir) / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
     card.architecture = f"compact CNN, 64x64 RGB input, {model.count_params():,} parameters"
     card.data = {
         "source": "chest: chest_xray/train + covid_radiography development part; brain MRI: LGG training "
@@ -115,9 +109,8 @@ def train_gate(
         f"images ({', '.join(TEST_NATURAL)}, scikit-learn samples), the other 100 faces, scenes from another seed",
     }
     probabilities = softmax(logits, temperature)
-    card.training = {"epochs": epochs, "batch_size": batch_size, "seed": seed,
-                     "seconds": round(time.time() - started, 1)}  # fmt: skip
+    card.training = history_fields(fit.best, settings, started)
     card.metrics = {"validation": multiclass_metrics(y_val, probabilities, GATE_CLASSES)}
-    card.save(Path(out_dir) / "gate.json")
-    log(f"saved {weights_path}; held-back accuracy {card.metrics['validation']['accuracy']:.4f}")
+    export_with_card(model, card, Path(out_dir), log)
+    log(f"held-back accuracy {card.metrics['validation']['accuracy']:.4f}")
     return card

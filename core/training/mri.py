@@ -13,12 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from core.checks.metrics import binary_metrics, dice, fit_temperature, youden_threshold
+from core.checks.metrics import dice
 from core.data.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
-from core.models.cards import InputSpec, ModelCard, sha256_of
+from core.models.cards import InputSpec, ModelCard
 from core.models.networks import build_resunet, classifier_from_encoder
-from core.models.scan_model import ScanModel, softmax
-from core.training.fitting import best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
+from core.models.scan_model import ScanModel
+from core.training.loops import (
+    FitSettings,
+    balanced_class_weights,
+    calibrate,
+    export_with_card,
+    fit_classifier,
+    fit_segmenter,
+    history_fields,
+)
+from core.transforms.augment import augment_pairs
 
 GREY_INPUT_NOTE = (
     "Trained on the 3-channel stack (pre-contrast, FLAIR, post-contrast); in 30% of training batches the "
@@ -51,53 +60,11 @@ def load_patients(
     )
 
 
-def _augment_pairs(seed: int):
-    """Joint geometric augmentation of image + mask, contrast on the image, FLAIR-only input sometimes."""
-    import keras
-    import tensorflow as tf
-    from keras import layers
-
-    geometry = keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),
-            layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
-            layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
-        ]
-    )
-    contrast = layers.RandomContrast(0.2, seed=seed + 4)
-
-    def apply(images, masks):
-        both = geometry(tf.concat([images, masks], axis=-1), training=True)
-        images, masks = both[..., :3], tf.cast(both[..., 3:] > 0.5, tf.float32)
-        images = tf.clip_by_value(contrast(images, training=True), 0.0, 1.0)
-        flair_only = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed + 5) < 0.3
-        images = tf.where(flair_only, tf.repeat(images[..., 1:2], 3, axis=-1), images)
-        return images, masks
-
-    return apply
-
-
-def dice_bce_loss(y_true, y_pred):
-    """Binary cross-entropy plus (1 - soft Dice over the batch)."""
-    import keras.ops as ops
-    from keras.losses import binary_crossentropy
-
-    smooth = 1.0
-    intersection = ops.sum(y_true * y_pred)
-    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
-    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - soft_dice)
-
-
 def patient_dice(probabilities: np.ndarray, masks: np.ndarray, owners: np.ndarray, threshold: float) -> list[float]:
     """Dice over each patient's whole volume (as Buda et al.)."""
     predicted = probabilities >= threshold
     truth = masks >= 0.5
     return [dice(predicted[owners == p], truth[owners == p]) for p in np.unique(owners)]
-
-
-def _predict_batches(forward, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(forward(x[i : i + batch])) for i in range(0, len(x), batch)])
 
 
 def _split_info(train, validation, test, seed: int) -> dict[str, Any]:
@@ -168,57 +135,40 @@ def train_segmentation(
     has_tumour = y_train.reshape(len(y_train), -1).max(axis=1) > 0
     # Balanced epochs: every tumour slice once, and as many slices without tumour drawn at random.
     steps = int(np.ceil(2 * has_tumour.sum() / batch_size))
-    compile_cosine(model, learning_rate, steps, epochs, dice_bce_loss)
     log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
-
-    augment = _augment_pairs(seed)
+    augment = augment_pairs(seed)
 
     def stream(selector: np.ndarray, offset: int):
         part = tf.data.Dataset.from_tensor_slices((x_train[selector], y_train[selector]))
         return part.shuffle(int(selector.sum()), seed=seed + offset).repeat()
 
-    dataset = (
+    batches = (
         tf.data.Dataset.sample_from_datasets([stream(has_tumour, 0), stream(~has_tumour, 1)], [0.5, 0.5], seed=seed)
         .batch(batch_size)
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    forward = tf.function(lambda x: model(x, training=False))
-    monitor, best = best_epoch_monitor(
-        model,
-        lambda: float(np.mean(patient_dice(_predict_batches(forward, x_val), y_val, owners_val, 0.5))),
-        "per-patient Dice", epochs, patience, log, checkpoint=out_dir / ".checkpoints" / "mri-segmentation.keras",
+    checkpoint = out_dir / ".checkpoints" / "mri-segmentation.keras"
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint)
+    masks_val = y_val[..., 0]
+    fit = fit_segmenter(
+        model, batches, steps, x_val,
+        lambda probabilities, t: float(np.mean(patient_dice(probabilities, masks_val, owners_val, t))),
+        settings, log, metric="per-patient Dice",
     )  # fmt: skip
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[monitor], verbose=0)
-    model.set_weights(best.weights)
-
-    probabilities = _predict_batches(forward, x_val)
-    card.mask_threshold, validation_dice = best_mask_threshold(
-        lambda t: np.mean(patient_dice(probabilities, y_val, owners_val, t))
-    )
+    card.mask_threshold, validation_dice = fit.mask_threshold, fit.validation_dice
     card.threshold_method = "mask threshold maximising mean per-patient Dice on the validation patients"
-
-    weights_path = out_dir / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
     card.architecture = (
         f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
         f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
     )
     card.data = _split_info(train, validation, test, seed)
-    card.training = {
-        "epochs_run": len(best.history),
-        "best_epoch": best.epoch,
-        "batch_size": batch_size,
-        "sampling": "balanced epochs: each tumour slice once + as many random slices without tumour",
-        "loss": "binary cross-entropy + (1 - soft Dice)",
-        "optimiser": f"AdamW lr {learning_rate} cosine decay",
-        "augmentation": "horizontal flip, rotation +-14 deg, zoom +-10%, shift +-5%, contrast +-20%, "
-        "FLAIR-only input 30%",
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-        "history": best.history,
-    }
+    card.training = history_fields(
+        fit.best, settings, started,
+        sampling="balanced epochs: each tumour slice once + as many random slices without tumour",
+        loss="binary cross-entropy + (1 - soft Dice)",
+        augmentation="horizontal flip, rotation +-14 deg, zoom +-10%, shift +-5%, contrast +-20%, FLAIR-only input 30%",
+    )  # fmt: skip
     card.metrics = {
         "validation": {
             "n_patients": len(validation),
@@ -226,11 +176,8 @@ def train_segmentation(
             "resolution": f"{size}x{size} (model grid)",
         }
     }
-    card.save(out_dir / f"{card.name}.json")
-    log(
-        f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB); validation Dice {validation_dice:.4f} "
-        f"at mask threshold {card.mask_threshold}"
-    )
+    export_with_card(model, card, out_dir, log)
+    log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}")
     return card
 
 
@@ -288,58 +235,33 @@ def train_tumour(
     log(f"mri-tumour: train {len(x_train)} slices ({y_train.sum()} with tumour), validation {len(x_val)}")
 
     model = classifier_from_encoder(segmenter.keras_model, 2, name="mri_tumour_encoder")
-    counts = np.bincount(y_train, minlength=2)
-    class_weight = {i: float(len(y_train) / (2 * max(c, 1))) for i, c in enumerate(counts)}
-    steps = int(np.ceil(len(x_train) / batch_size))
-    compile_cosine(model, learning_rate, steps, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    augment = _augment_pairs(seed)
-    dataset = (
+    augment = augment_pairs(seed)
+    batches = (
         tf.data.Dataset.from_tensor_slices((x_train, m_train, y_train))
         .shuffle(len(x_train), seed=seed)
         .batch(batch_size)
         .map(lambda x, m, y: (augment(x, m)[0], y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    forward = tf.function(lambda x: model(x, training=False))
-
-    def validation_auc() -> float:
-        from sklearn.metrics import roc_auc_score
-
-        return float(roc_auc_score(y_val, softmax(_predict_batches(forward, x_val))[:, 1]))
-
-    monitor, best = best_epoch_monitor(model, validation_auc, "AUC", epochs, patience, log)
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[monitor], verbose=0)
-    model.set_weights(best.weights)
-    logits = _predict_batches(forward, x_val)
-    temperature, nll_before, nll_after = fit_temperature(logits, y_val)
-    probabilities = softmax(logits, temperature)
-    card.temperature = round(temperature, 4)
-    card.calibration_method = f"temperature scaling on validation patients (NLL {nll_before:.4f} -> {nll_after:.4f})"
-    card.threshold = round(youden_threshold(y_val, probabilities[:, 1]), 4)
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed)
+    steps = int(np.ceil(len(x_train) / batch_size))
+    fit = fit_classifier(model, batches, steps, x_val, y_val, 2, settings, log,
+                         class_weight=balanced_class_weights(y_train, 2))  # fmt: skip
+    validation_metrics = calibrate(card, fit.logits, y_val, "validation patients")
     card.threshold_method = "Youden's J on the validation patients' slices"
-
-    weights_path = out_dir / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
     card.architecture = (
         "encoder of the mri-segmentation ResUNet (initialised from its trained weights: transfer from "
         f"segmentation) + global average pooling + dropout + dense logits, all fine-tuned; {model.count_params():,} "
         "parameters"
     )
     card.data = _split_info(train, validation, test, seed)
-    card.training = {
-        "epochs_run": len(best.history),
-        "best_epoch": best.epoch,
-        "init": "mri-segmentation encoder weights",
-        "loss": "cross-entropy with balanced class weights",
-        "optimiser": f"AdamW lr {learning_rate} cosine decay",
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-        "history": best.history,
-    }
-    card.metrics = {"validation": binary_metrics(y_val, probabilities[:, 1], card.threshold)}
-    card.save(out_dir / f"{card.name}.json")
-    log(f"saved {weights_path}; validation AUC {card.metrics['validation']['auc']:.4f}")
+    card.training = history_fields(
+        fit.best, settings, started,
+        init="mri-segmentation encoder weights", loss="cross-entropy with balanced class weights",
+    )  # fmt: skip
+    card.metrics = {"validation": validation_metrics}
+    export_with_card(model, card, out_dir, log)
+    log(f"validation AUC {validation_metrics['auc']:.4f}")
     return card
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from core.checks.metrics import multiclass_metrics
 from core.data.chest import (
     Sample,
     covid_holdout,
@@ -28,10 +27,10 @@ from core.data.chest import (
     load_arrays,
     split_by_patient,
 )
-from core.models.cards import InputSpec, ModelCard, sha256_of
+from core.models.cards import InputSpec, ModelCard
 from core.models.networks import build_classifier
-from core.models.scan_model import ScanModel, softmax
-from core.training.fitting import compile_cosine, export_model
+from core.models.scan_model import ScanModel
+from core.training.loops import FitSettings, balanced_class_weights, export_with_card, fit_classifier, history_fields
 
 PRETEXT_CLASSES = ["PAEDIATRIC_NORMAL", "PAEDIATRIC_BACTERIAL", "PAEDIATRIC_VIRAL", "ADULT_NORMAL", "ADULT_COVID"]
 
@@ -67,9 +66,9 @@ def pretrain_backbone(
 ) -> ModelCard:
     """Train the 5-group pretext classifier and save it with a card (not offered in the app)."""
     import keras
-    import tensorflow as tf
 
-    from core.training.classifier import augmented_batches, chest_preprocessing
+    from core.training.classifier import chest_preprocessing
+    from core.transforms.augment import augmented_batches
 
     keras.utils.set_random_seed(seed)
     started = time.time()
@@ -101,27 +100,13 @@ def pretrain_backbone(
     y_train = np.array([s.label for s in train])
     y_val = np.array([s.label for s in validation])
     counts = np.bincount(y_train, minlength=len(PRETEXT_CLASSES))
-    class_weight = {i: float(len(y_train) / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
-
     model = build_classifier((size, size, 1), len(PRETEXT_CLASSES), widths=tuple(widths), name="chest_backbone")
+    settings = FitSettings(epochs, batch_size, learning_rate, None, seed)  # fixed epochs: nothing chosen
     steps = int(np.ceil(len(x_train) / batch_size))
-    compile_cosine(model, learning_rate, steps, epochs, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    dataset = augmented_batches(x_train, y_train, batch_size, seed)
-    forward = tf.function(lambda x: model(x, training=False))
-    history: list[dict[str, float]] = []
-
-    class Log(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logits = np.concatenate([forward(x_val[i : i + 128]).numpy() for i in range(0, len(x_val), 128)])
-            score = multiclass_metrics(y_val, softmax(logits), PRETEXT_CLASSES)["macro_f1"]
-            history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), "val_macro_f1": float(score)})
-            log(f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} left-out macro-F1 {score:.4f} "
-                f"({time.time() - started:.0f}s)")  # fmt: skip
-
-    model.fit(dataset, epochs=epochs, class_weight=class_weight, callbacks=[Log()], verbose=0)
-    weights_path = out_dir / card.weights
-    export_model(model, weights_path)
-    card.sha256 = sha256_of(weights_path)
+    fit = fit_classifier(model, augmented_batches(x_train, y_train, batch_size, seed), steps, x_val, y_val,
+                         len(PRETEXT_CLASSES), settings, log,
+                         class_weight=balanced_class_weights(y_train, len(PRETEXT_CLASSES)))  # fmt: skip
+    history = fit.best.history
     card.architecture = f"the chest CNN (stages {list(widths)}); {model.count_params():,} parameters"
     card.data = {
         "source": "chest_xray/train and covid_radiography, training parts only",
@@ -131,27 +116,17 @@ def pretrain_backbone(
         "n_left_out": len(validation),
         "class_counts": counts.tolist(),
     }
-    card.training = {
-        "epochs_run": epochs,
-        "selection": "fixed epoch count, last weights (nothing chosen on validation)",
-        "batch_size": batch_size,
-        "optimiser": f"AdamW lr {learning_rate} cosine decay, weight decay 1e-4",
-        "loss": "cross-entropy with balanced class weights",
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-        "history": history,
-    }
+    card.training = history_fields(fit.best, settings, started, loss="cross-entropy with balanced class weights")
     card.threshold_method = (
         "argmax over the five groups; the app uses P(adult) = P(adult normal) + P(adult COVID) >= 0.5 as its "
-        "source check (see core/shortcut.py)"
+        "source check (see core/checks/shortcut.py)"
     )
     card.metrics = {
         "validation": {
             "n": len(validation),
-            "macro_f1": history[-1]["val_macro_f1"] if history else None,
+            "macro_f1": history[-1]["val_macro-F1"] if history else None,
             "used_for": "logging only: the epoch count was fixed in advance",
         }
     }
-    card.save(out_dir / f"{name}.json")
-    log(f"saved {weights_path} and its card")
+    export_with_card(model, card, out_dir, log)
     return card

@@ -1,0 +1,228 @@
+"""The two training loops: `fit_classifier` and `fit_segmenter`, with calibration (`calibrate`) and
+"export with card + sha256" (`export_with_card`) written once.
+
+Every network in weights/ is trained by one of these loops; the task modules say only what differs: the data,
+the network, the batches (augmentation, sampling), the validation score and how the threshold is chosen.
+Chest classifiers, the MRI tumour classifier, the chest backbone, the gate and the K-fold study's networks
+go through `fit_classifier`; the MRI and CT segmenters through `fit_segmenter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.checks.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
+from core.models.cards import ModelCard, sha256_of
+from core.models.scan_model import softmax
+from core.training.fitting import BestEpoch, best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How long and how fast to train. `patience` None: a fixed number of epochs, the last weights kept
+    (nothing is chosen on validation); otherwise the best validation epoch is kept, with early stopping."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int | None = 8
+    seed: int = 0
+    checkpoint: Path | None = None
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Weights n / (k * count) per class: every class counts as much in the loss."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
+    return {i: float(len(labels) / (n_classes * max(int(c), 1))) for i, c in enumerate(counts)}
+
+
+def predict_in_batches(forward: Callable, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """A compiled forward function over `x` in batches (no Keras `predict` overhead)."""
+    return np.concatenate([np.asarray(forward(x[i : i + batch])) for i in range(0, len(x), batch)])
+
+
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """Shuffled, batched, prefetched pairs without augmentation."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size).prefetch(2)
+
+
+def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, loss, score, metric: str, log: Log,
+           class_weight: dict[int, float] | None = None) -> BestEpoch:  # fmt: skip
+    """Compile (AdamW, cosine over `steps` per epoch), fit with the validation monitor, keep the best (or the
+    last) weights. `repeated`: the dataset is endless, so an epoch is `steps` batches."""
+    compile_cosine(model, settings.learning_rate, steps, settings.epochs, loss)
+    fixed = settings.patience is None
+    callbacks, best = [], BestEpoch()
+    if score is not None:
+        patience = settings.epochs + 1 if fixed else settings.patience
+        monitor, best = best_epoch_monitor(model, score, metric, settings.epochs, patience, log,
+                                           checkpoint=None if fixed else settings.checkpoint)  # fmt: skip
+        callbacks.append(monitor)
+    model.fit(dataset, epochs=settings.epochs, steps_per_epoch=steps if repeated else None,
+              class_weight=class_weight, callbacks=callbacks, verbose=0)  # fmt: skip
+    if not fixed and best.weights is not None:
+        model.set_weights(best.weights)
+    else:
+        best.epoch = settings.epochs
+    return best
+
+
+@dataclass
+class ClassifierFit:
+    """What the classifier loop leaves: the epoch history and the kept weights' validation logits."""
+
+    best: BestEpoch
+    logits: np.ndarray
+
+
+def classifier_score(y_val: np.ndarray, n_classes: int) -> tuple[str, Callable[[np.ndarray], float]]:
+    """The validation score of a classifier's logits: AUC with two classes, macro-F1 with more."""
+    from sklearn.metrics import roc_auc_score
+
+    if n_classes == 2:
+        return "AUC", lambda logits: float(roc_auc_score(y_val, softmax(logits)[:, 1]))
+    classes = [str(i) for i in range(n_classes)]
+    return "macro-F1", lambda logits: float(multiclass_metrics(y_val, softmax(logits), classes)["macro_f1"])
+
+
+def fit_classifier(
+    model,
+    batches,
+    steps: int,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    settings: FitSettings,
+    log: Log = print,
+    class_weight: dict[int, float] | None = None,
+    monitor: bool = True,
+    repeated: bool = False,
+) -> ClassifierFit:
+    """Train a logits classifier on `batches` (a tf.data dataset of (image, label), `steps` batches an epoch)
+    with cross-entropy; scored each epoch on validation (AUC or macro-F1) unless `monitor` is off."""
+    import keras
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+    metric, score_logits = classifier_score(y_val, n_classes)
+    score = (lambda: score_logits(predict_in_batches(forward, x_val, 128))) if monitor else None
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    best = _train(model, batches, steps, repeated, settings, loss, score, metric, log, class_weight)
+    return ClassifierFit(best, predict_in_batches(forward, x_val, 128))
+
+
+def calibrate(
+    card: ModelCard, logits: np.ndarray, y_val: np.ndarray, where: str, youden: bool = True
+) -> dict[str, Any]:
+    """Temperature scaling on validation, then the decision rule: Youden's J threshold on the positive class for
+    a two-class card with a positive class (when `youden`), argmax otherwise. Writes both into the card and
+    returns the validation metrics at that rule."""
+    temperature, nll_before, nll_after = fit_temperature(logits, y_val)
+    probabilities = softmax(logits, temperature)
+    card.temperature = round(temperature, 4)
+    card.calibration_method = f"temperature scaling on {where} (NLL {nll_before:.4f} -> {nll_after:.4f})"
+    if youden and len(card.classes) == 2 and card.positive_class is not None:
+        positive = probabilities[:, card.positive_index]
+        card.threshold = round(youden_threshold(y_val, positive), 4)
+        card.threshold_method = f"Youden's J (max sensitivity + specificity - 1) on {where}"
+        return binary_metrics(y_val, positive, card.threshold)
+    card.threshold_method = card.threshold_method or "argmax of the calibrated probabilities"
+    return multiclass_metrics(y_val, probabilities, card.classes)
+
+
+def dice_bce_loss(y_true, y_pred):
+    """Binary cross-entropy plus (1 - soft Dice over the batch)."""
+    import keras.ops as ops
+    from keras.losses import binary_crossentropy
+
+    smooth = 1.0
+    intersection = ops.sum(y_true * y_pred)
+    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
+    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - soft_dice)
+
+
+@dataclass
+class SegmenterFit:
+    """What the segmenter loop leaves: the history, and the mask threshold and test-time flip chosen on
+    validation with the Dice they reach."""
+
+    best: BestEpoch
+    mask_threshold: float
+    test_time_flip: bool
+    validation_dice: float
+
+
+def fit_segmenter(
+    model,
+    batches,
+    steps: int,
+    x_val: np.ndarray,
+    validation_dice: Callable[[np.ndarray, float], float],
+    settings: FitSettings,
+    log: Log = print,
+    metric: str = "Dice",
+    choose_flip: bool = False,
+) -> SegmenterFit:
+    """Train a sigmoid-mask network on endless `batches` of (image, mask), `steps` an epoch, with BCE + soft Dice;
+    keep the epoch with the
+    best `validation_dice(probabilities, 0.5)`, then choose the mask threshold (and, with `choose_flip`, whether
+    to average with the mirror image's mask) on validation."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False))
+
+    def probabilities(flip: bool = False) -> np.ndarray:
+        plain = predict_in_batches(forward, x_val)[..., 0]
+        if not flip:
+            return plain
+        return (plain + predict_in_batches(forward, x_val[:, :, ::-1])[..., 0][:, :, ::-1]) / 2
+
+    score = lambda: validation_dice(probabilities(), 0.5)  # noqa: E731
+    best = _train(model, batches, steps, True, settings, dice_bce_loss, score, metric, log)
+    choices = {}
+    for flip in (False, True) if choose_flip else (False,):
+        kept = probabilities(flip)
+        choices[flip] = best_mask_threshold(lambda t, kept=kept: validation_dice(kept, t))
+    flip = bool(choose_flip and choices[True][1] > choices[False][1])
+    threshold, dice_value = choices[flip]
+    return SegmenterFit(best, threshold, flip, float(dice_value))
+
+
+def export_with_card(model, card: ModelCard, out_dir: Path, log: Log = print) -> Path:
+    """Save the network alone (no optimiser state), put its sha256 in the card, save the card beside it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = out_dir / card.weights
+    export_model(model, weights_path)
+    card.sha256 = sha256_of(weights_path)
+    card.save(out_dir / f"{card.name}.json")
+    log(f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and {card.name}.json")
+    return weights_path
+
+
+def history_fields(fit: BestEpoch, settings: FitSettings, started: float, **extra: Any) -> dict[str, Any]:
+    """The card's `training` record common to every loop."""
+    import time
+
+    fields: dict[str, Any] = {
+        "epochs_run": len(fit.history) or settings.epochs,
+        "best_epoch": fit.epoch,
+        "batch_size": settings.batch_size,
+        "optimiser": f"AdamW lr {settings.learning_rate} cosine decay, weight decay 1e-4",
+        **extra,
+        "seed": settings.seed,
+        "seconds": round(time.time() - started, 1),
+        "history": fit.history,
+    }
+    if settings.patience is None:
+        fields["selection"] = "fixed epoch count, last weights (nothing chosen on validation)"
+    return fields
