@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tests.helpers import DATA, encode, png_bytes, synthetic_chest
+from tests.helpers import DATA, bomb_png, dicom_bytes, encode, png_bytes, synthetic_chest
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,6 @@ def multipage_tiff(pages: int = 3) -> bytes:
 
 
 def corpus() -> list[Case]:
-    from tests.test_loading import _dicom_bytes, bomb_png
-
     chest = synthetic_chest()
     rgba = np.dstack([np.repeat(chest[..., None], 3, axis=-1), np.full(chest.shape, 200, np.uint8)])
     cases = [
@@ -50,7 +48,7 @@ def corpus() -> list[Case]:
         Case("palette-gif-renamed", "scan.png", _save(Image.fromarray(chest).convert("P"), "GIF"), "gif"),
         Case("bmp-renamed", "scan.jpg", _save(Image.fromarray(chest), "BMP"), "bmp"),
         Case("multipage-tiff", "stack.tif", multipage_tiff(), "loads"),
-        Case("dicom-without-pixels", "header.dcm", _dicom_bytes(np.zeros((8, 8)), with_pixels=False), "no pixel"),
+        Case("dicom-without-pixels", "header.dcm", dicom_bytes(np.zeros((8, 8)), with_pixels=False), "no pixel"),
     ]
     too_short = DATA / "dicom" / "emri_small_jpeg_2k_lossless_too_short.dcm"
     if too_short.exists():

@@ -12,22 +12,7 @@ from PIL import Image
 from core.cli import evaluate, train
 from core.data.ct import list_ct
 from core.transforms.lungs import count_lungs, dark_lungs, infected_share, lung_outline, pseudo_lungs
-from tests.helpers import data_path
-
-
-def synthetic_ct(size: int = 96, lesion: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size), np.float32)
-    image[((xx - 0.5) / 0.45) ** 2 + ((yy - 0.5) / 0.38) ** 2 < 1] = 0.7  # body
-    lungs = np.zeros((size, size), bool)
-    for cx in (0.3, 0.7):
-        lungs |= ((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.25) ** 2 < 1
-    image[lungs] = 0.1
-    mask = np.zeros((size, size), bool)
-    if lesion:
-        mask = lungs & (((xx - 0.3) / 0.08) ** 2 + ((yy - 0.55) / 0.08) ** 2 < 1)
-        image[mask] = 0.45
-    return image, mask
+from tests.helpers import data_path, synthetic_ct
 
 
 def make_ct_set(root: Path, n: int = 10) -> Path:

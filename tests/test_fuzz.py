@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,25 +100,6 @@ def test_mutated_files_load_or_raise_a_typed_error(case):
     assert image.frames.dtype == np.float32
     assert np.isfinite(image.frames).all()
     assert image.frames.min() >= 0.0 and image.frames.max() <= 1.0
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from core.models.scan_model import ScanModel
-    from tests.test_models import make_model
-
-    folder = tmp_path_factory.mktemp("fuzz-weights")
-    make_model(folder)
-    return ScanModel.load("tiny", folder)
-
-
-@pytest.fixture(scope="module")
-def gate_model():
-    """The committed out-of-distribution gate, or None when there is none."""
-    from core.models.cards import list_cards
-    from core.models.scan_model import ScanModel
-
-    return ScanModel.load("gate") if "gate" in list_cards() else None
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)

@@ -47,16 +47,9 @@ def test_verdicts():
 needs_gate = pytest.mark.skipif("gate" not in list_cards(), reason="no committed gate model in weights/")
 
 
-@pytest.fixture(scope="module")
-def gate():
-    from core.models.scan_model import ScanModel
-
-    return ScanModel.load("gate")
-
-
 @needs_gate
-def test_the_gate_rejects_held_out_non_medical_pictures(gate):
-    kinds = [check_image(gate, image).kind for image in other_images("test", 200, seed=7)]
+def test_the_gate_rejects_held_out_non_medical_pictures(gate_model):
+    kinds = [check_image(gate_model, image).kind for image in other_images("test", 200, seed=7)]
     assert kinds.count("other") / len(kinds) >= 0.9  # 95.8% of 1000 in the card
 
 
@@ -69,16 +62,16 @@ def test_the_gate_rejects_held_out_non_medical_pictures(gate):
         (("covid_ct_seg", "test", "images"), "ct"),
     ],
 )
-def test_the_gate_accepts_held_out_medical_images(gate, parts, expected):
+def test_the_gate_accepts_held_out_medical_images(gate_model, parts, expected):
     files = sorted(data_path(*parts).iterdir())[:20]
-    kinds = [check_image(gate, load_image(f.read_bytes(), f.name)).kind for f in files]
+    kinds = [check_image(gate_model, load_image(f.read_bytes(), f.name)).kind for f in files]
     assert kinds.count(expected) >= 19
 
 
 @needs_gate
-def test_the_gate_on_real_dicom_files(gate):
+def test_the_gate_on_real_dicom_files(gate_model):
     chest = data_path("dicom", "RG1_UNCR.dcm")
-    assert check_image(gate, load_image(chest.read_bytes(), chest.name)).kind == "chest-xray"
+    assert check_image(gate_model, load_image(chest.read_bytes(), chest.name)).kind == "chest-xray"
 
 
 def test_threshold_is_the_highest_that_keeps_calibration_rejections_under_half_a_percent():
@@ -111,19 +104,17 @@ def package_dicom(name: str):
 
 
 @needs_gate
-def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
+def test_the_header_and_the_content_refuse_what_the_model_alone_accepted(gate_model):
     import io
 
     import pydicom
 
     from core.io.loading import load_image
-    from core.models.scan_model import ScanModel
     from core.tasks.gate import check_image
     from core.tasks.screening import header_refusal
 
-    gate = ScanModel.load("gate")
     shoulder = load_image(package_dicom("MR2_UNCR.dcm").read_bytes(), "MR2_UNCR.dcm")
-    verdict = check_image(gate, shoulder)
+    verdict = check_image(gate_model, shoulder)
     assert verdict.kind == "other" and verdict.refused_by == "header" and "shoulder" in verdict.why
     assert "DICOM header rules it out" in verdict.reason("brain-mri")
     dataset = pydicom.dcmread(package_dicom("RG1_UNCR.dcm"))
@@ -131,17 +122,16 @@ def test_the_header_and_the_content_refuse_what_the_model_alone_accepted():
     buffer = io.BytesIO()
     dataset.save_as(buffer)
     black = load_image(buffer.getvalue(), "black.dcm")
-    verdict = check_image(gate, black)
+    verdict = check_image(gate_model, black)
     assert verdict.kind == "other" and verdict.refused_by == "content" and "blank" in verdict.why
     assert header_refusal(load_image(package_dicom("RG1_UNCR.dcm").read_bytes(), "x.dcm"), "chest-xray") == ""
 
 
 @needs_gate
-def test_on_pydicoms_test_files_only_the_chest_radiographs_are_accepted():
+def test_on_pydicoms_test_files_only_the_chest_radiographs_are_accepted(gate_model):
     from core.checks.gate import pydicom_table
-    from core.models.scan_model import ScanModel
 
-    table = pydicom_table(ScanModel.load("gate"))
+    table = pydicom_table(gate_model)
     assert table["n_decoded"] >= 100
     accepted = table["accepted"]
     assert all(row["gate"] == "chest-xray" and row["modality"] == "CR" for row in accepted), accepted

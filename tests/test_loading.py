@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,22 +10,7 @@ from PIL import Image
 
 from core.errors import CorruptImageError, EmptyFileError, ImageTooLargeError, UnsupportedFileError
 from core.io.loading import load_image, sniff_format
-from tests.helpers import data_path, encode, png_bytes, synthetic_chest
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def bomb_png(side: int = 30000) -> bytes:
-    """A tiny file whose header claims side x side pixels (a decompression bomb)."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
-        + _png_chunk(b"IEND", b"")
-    )
+from tests.helpers import bomb_png, data_path, dicom_bytes, encode, png_bytes, synthetic_chest
 
 
 def test_grey_png_loads_as_unit_float():
@@ -93,35 +76,10 @@ def test_bad_input_raises_a_typed_error_with_a_message(data, error):
     assert len(str(raised.value)) > 10 and raised.value.hint
 
 
-def _dicom_bytes(pixels: np.ndarray, photometric: str = "MONOCHROME2", window=None, with_pixels=True) -> bytes:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\x00" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.Modality, ds.BodyPartExamined = "CR", "CHEST"
-    ds.PatientName, ds.PatientID = "Doe^Jane", "123456"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = [0.2, 0.2]
-    if window:
-        ds.WindowCenter, ds.WindowWidth = window
-    if with_pixels:
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def test_generated_dicom_monochrome1_is_inverted_and_patient_fields_kept_apart():
     ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (64, 1))
-    plain = load_image(_dicom_bytes(ramp, "MONOCHROME2"), "a.dcm")
-    inverted = load_image(_dicom_bytes(ramp, "MONOCHROME1"), "b.dcm")
+    plain = load_image(dicom_bytes(ramp, "MONOCHROME2"), "a.dcm")
+    inverted = load_image(dicom_bytes(ramp, "MONOCHROME1"), "b.dcm")
     assert plain.frame()[0, -1] > plain.frame()[0, 0]
     assert inverted.frame()[0, -1] < inverted.frame()[0, 0]
     assert plain.patient["PatientName"] == "Doe^Jane"
@@ -131,14 +89,14 @@ def test_generated_dicom_monochrome1_is_inverted_and_patient_fields_kept_apart()
 
 def test_dicom_window_is_applied():
     ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (64, 1))
-    windowed = load_image(_dicom_bytes(ramp, window=(1000, 400)), "w.dcm").frame()
+    windowed = load_image(dicom_bytes(ramp, window=(1000, 400)), "w.dcm").frame()
     assert windowed[0, 0] == 0.0 and windowed[0, -1] == 1.0
     assert (windowed[0] == 1.0).sum() > 40  # most of the ramp is above the window
 
 
 def test_dicom_without_pixel_data_is_a_clear_error():
     with pytest.raises(CorruptImageError, match="no pixel data"):
-        load_image(_dicom_bytes(np.zeros((8, 8)), with_pixels=False), "report.dcm")
+        load_image(dicom_bytes(np.zeros((8, 8)), with_pixels=False), "report.dcm")
 
 
 def test_real_monochrome1_chest_dicom_is_inverted():
@@ -239,9 +197,9 @@ def test_samples_come_from_installed_packages_or_a_folder(tmp_path, monkeypatch)
 
 def test_window_maps_values_above_it_to_white_and_below_to_black():
     bright = np.full((32, 32), 3000, np.uint16)
-    assert load_image(_dicom_bytes(bright, window=(1000, 400)), "w.dcm").frame().min() == 1.0
+    assert load_image(dicom_bytes(bright, window=(1000, 400)), "w.dcm").frame().min() == 1.0
     dark = np.full((32, 32), 100, np.uint16)
-    assert load_image(_dicom_bytes(dark, window=(1000, 400)), "w.dcm").frame().max() == 0.0
+    assert load_image(dicom_bytes(dark, window=(1000, 400)), "w.dcm").frame().max() == 0.0
 
 
 def test_float_tiff_with_nan_and_inf_stays_finite():
@@ -294,7 +252,7 @@ def test_a_five_channel_tiff_loads_its_first_three_channels_as_colour():
 def test_invalid_number_of_frames_is_a_corrupt_file():
     import pydicom
 
-    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((32, 32), np.uint16))))
     ds.NumberOfFrames = "99"
     buffer = io.BytesIO()
     ds.save_as(buffer)
@@ -309,7 +267,7 @@ def test_deflated_dicom_is_refused():
     import pydicom
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((32, 32), np.uint16))))
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
@@ -324,7 +282,7 @@ def test_no_file_name_is_fine():
 def test_pixel_spacing_reads_as_millimetres_not_as_a_float_repr():
     import pydicom
 
-    dataset = pydicom.dcmread(io.BytesIO(_dicom_bytes(np.zeros((32, 32), np.uint16))))
+    dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((32, 32), np.uint16))))
     dataset.PixelSpacing = [0.1 + 0.043, 0.143]  # 0.14300000000000002 as a float
     buffer = io.BytesIO()
     dataset.save_as(buffer)

@@ -27,14 +27,9 @@ def test_rank_correlation_tells_same_from_different():
     assert abs(rank_correlation(a, rng.random((80, 80)).astype(np.float32))) < 0.2
 
 
-def test_randomised_model_has_the_same_shape_but_other_weights(tmp_path):
-    from core.models.scan_model import ScanModel
-    from tests.test_models import make_model
-
-    make_model(tmp_path)
-    model = ScanModel.load("tiny", tmp_path)
-    shuffled = randomised(model)
-    before, after = model.keras_model.get_weights(), shuffled.keras_model.get_weights()
+def test_randomised_model_has_the_same_shape_but_other_weights(tiny_model):
+    shuffled = randomised(tiny_model)
+    before, after = tiny_model.keras_model.get_weights(), shuffled.keras_model.get_weights()
     assert [w.shape for w in before] == [w.shape for w in after]
     assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,37 +11,9 @@ from core.errors import ModelCardError
 from core.explain.gradcam import CAM_METHODS, UnknownCamMethodError, heatmap
 from core.explain.overlay import overlay
 from core.io.loading import load_image
-from core.models.cards import WEIGHTS_DIR, InputSpec, ModelCard, list_cards, sha256_of
-from core.models.networks import build_classifier
+from core.models.cards import WEIGHTS_DIR, ModelCard, list_cards, sha256_of
 from core.models.scan_model import ScanModel
-from tests.helpers import png_bytes, synthetic_chest
-
-
-def make_model(folder: Path, preprocessing=None, name: str = "tiny") -> ModelCard:
-    model = build_classifier((32, 32, 1), 2, widths=(4, 8, 8), name="tiny_cnn")
-    model.save(folder / f"{name}.keras")
-    card = ModelCard(
-        name=name,
-        task="pneumonia",
-        title="Tiny",
-        modality="chest-xray",
-        weights=f"{name}.keras",
-        classes=["NORMAL", "PNEUMONIA"],
-        positive_class="PNEUMONIA",
-        threshold=0.5,
-        input=InputSpec(32, 32, 1),
-        preprocessing=preprocessing or [{"name": "grey"}, {"name": "resize", "size": [32, 32]}, {"name": "normalise"}],
-        sha256=sha256_of(folder / f"{name}.keras"),
-    )
-    card.save(folder / f"{name}.json")
-    return card
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> ScanModel:
-    folder = tmp_path_factory.mktemp("weights")
-    make_model(folder)
-    return ScanModel.load("tiny", folder)
+from tests.helpers import make_model, png_bytes, synthetic_chest
 
 
 def test_card_round_trips_through_json(tmp_path):
@@ -52,23 +23,23 @@ def test_card_round_trips_through_json(tmp_path):
     assert list(list_cards(tmp_path)) == ["tiny"]
 
 
-def test_prediction_is_a_calibrated_probability_per_class(tiny):
+def test_prediction_is_a_calibrated_probability_per_class(tiny_model):
     image = load_image(png_bytes(synthetic_chest()), "chest.png")
-    prediction = tiny.predict(image)
+    prediction = tiny_model.predict(image)
     assert set(prediction.probabilities) == {"NORMAL", "PNEUMONIA"}
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     expected = "PNEUMONIA" if prediction.positive_probability >= 0.5 else "NORMAL"
     assert prediction.label == expected and prediction.threshold == 0.5
 
 
-def test_threshold_decides_the_label(tiny):
+def test_threshold_decides_the_label(tiny_model):
     probabilities = np.array([[0.7, 0.3], [0.2, 0.8]])
-    tiny.card.threshold = 0.25
+    tiny_model.card.threshold = 0.25
     try:
-        assert tiny.decide(probabilities).tolist() == [1, 1]
+        assert tiny_model.decide(probabilities).tolist() == [1, 1]
     finally:
-        tiny.card.threshold = 0.5
-    assert tiny.decide(probabilities).tolist() == [0, 1]
+        tiny_model.card.threshold = 0.5
+    assert tiny_model.decide(probabilities).tolist() == [0, 1]
 
 
 def test_tampered_weights_are_refused(tmp_path):
@@ -87,9 +58,9 @@ def test_missing_model_is_a_typed_error(tmp_path):
 
 
 @pytest.mark.parametrize("method", list(CAM_METHODS))
-def test_heatmap_is_normalised_and_has_the_image_size(tiny, method):
+def test_heatmap_is_normalised_and_has_the_image_size(tiny_model, method):
     pixels = synthetic_chest(100).astype(np.float32)[:, :90] / 255
-    cam = heatmap(tiny, pixels, method=method)
+    cam = heatmap(tiny_model, pixels, method=method)
     assert cam.shape == (100, 90) and cam.dtype == np.float32
     assert cam.min() >= 0.0 and cam.max() <= 1.0 and np.isfinite(cam).all()
 
@@ -105,9 +76,9 @@ def test_heatmap_is_placed_inside_the_lung_crop(tmp_path):
     assert cam[:5].max() == 0.0  # the top rows are outside the lung box
 
 
-def test_unknown_cam_method(tiny):
+def test_unknown_cam_method(tiny_model):
     with pytest.raises(UnknownCamMethodError):
-        heatmap(tiny, np.zeros((40, 40), np.float32), method="saliency-magic")
+        heatmap(tiny_model, np.zeros((40, 40), np.float32), method="saliency-magic")
 
 
 def test_overlay_is_rgb8_and_shows_the_heatmap():
@@ -120,6 +91,7 @@ def test_overlay_is_rgb8_and_shows_the_heatmap():
     assert overlay(image, cam, alpha=0.0).max() == 0
 
 
+@pytest.mark.slow
 def test_every_committed_model_loads_through_its_card():
     cards = list_cards(WEIGHTS_DIR)
     if not cards:
@@ -132,13 +104,13 @@ def test_every_committed_model_loads_through_its_card():
         assert card.threshold_method and card.data and card.metrics.get("validation")
 
 
-def test_pdf_report_is_a_pdf_with_its_images_and_the_notice(tiny):
+def test_pdf_report_is_a_pdf_with_its_images_and_the_notice(tiny_model):
     from core.io.report import ReportContent, build_pdf
 
     image = np.zeros((60, 80, 3), np.uint8)
     pdf = build_pdf(
         ReportContent(
-            title="Chest X-ray", card=tiny.card, image=image, overlay=image + 50, overlay_caption="Grad-CAM",
+            title="Chest X-ray", card=tiny_model.card, image=image, overlay=image + 50, overlay_caption="Grad-CAM",
             findings=[("P(PNEUMONIA)", "73.0%"), ("Area", "120 mm²")], file_name="x.png",
         )
     )  # fmt: skip

@@ -8,13 +8,9 @@ import pytest
 
 from core.cli import predict
 from tests.helpers import encode, png_bytes, synthetic_chest
-from tests.test_models import make_model
 
 
-def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    make_model(weights, name="pneumonia")
+def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, tiny_weights, capsys):
     folder = tmp_path / "studies"
     (folder / "nested").mkdir(parents=True)
     (folder / "a.png").write_bytes(png_bytes(synthetic_chest(64)))
@@ -22,7 +18,7 @@ def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
     (folder / "empty.jpg").write_bytes(b"")
     out = tmp_path / "out.csv"
-    code = predict.main([str(folder), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)])
+    code = predict.main([str(folder), "--task", "pneumonia", "--weights", str(tiny_weights), "--csv", str(out)])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4
@@ -37,7 +33,7 @@ def test_batch_cli_writes_a_row_per_file_and_survives_bad_ones(tmp_path, capsys)
     assert "Traceback" not in err
 
 
-def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
+def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, tiny_weights, capsys):
     import shutil
 
     import skimage
@@ -46,22 +42,19 @@ def test_batch_flags_images_the_gate_says_are_another_kind(tmp_path, capsys):
 
     if "gate" not in list_cards():
         pytest.skip("no committed gate model in weights/")
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    make_model(weights, name="pneumonia")
     for suffix in (".keras", ".json"):
-        shutil.copy(WEIGHTS_DIR / f"gate{suffix}", weights / f"gate{suffix}")
+        shutil.copy(WEIGHTS_DIR / f"gate{suffix}", tiny_weights / f"gate{suffix}")
     photo = tmp_path / "coffee.png"
     shutil.copy(f"{skimage.__path__[0]}/data/coffee.png", photo)
     out = tmp_path / "out.csv"
-    assert predict.main([str(photo), "--weights", str(weights), "--csv", str(out)]) == 0
+    assert predict.main([str(photo), "--weights", str(tiny_weights), "--csv", str(out)]) == 0
     row = next(csv.DictReader(out.open()))  # --task auto: no model for a photo
     assert row["flags"].startswith("gate: looks like none of the kinds") and row["label"] == ""
     assert row["gate"].startswith("refused") and not row["model"]
-    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)]) == 0
+    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(tiny_weights), "--csv", str(out)]) == 0
     row = next(csv.DictReader(out.open()))
     assert "not what pneumonia knows" in row["flags"] and row["label"] == "" and not row.get("p_PNEUMONIA")
-    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out),
+    assert predict.main([str(photo), "--task", "pneumonia", "--weights", str(tiny_weights), "--csv", str(out),
                          "--no-gate"]) == 0  # fmt: skip
     row = next(csv.DictReader(out.open()))
     assert "gate" not in row["flags"] and row["label"] and row["gate"] == ""
@@ -82,14 +75,11 @@ def test_auto_picks_the_model_that_fits_each_image(tmp_path, capsys):
     assert rows[str(mri)]["model"] == "mri-tumour" and rows[str(mri)]["label"] in {"TUMOUR", "NO_TUMOUR"}
 
 
-def test_identifier_like_names_leave_the_csv_unless_kept(tmp_path, capsys):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    make_model(weights, name="pneumonia")
+def test_identifier_like_names_leave_the_csv_unless_kept(tmp_path, tiny_weights, capsys):
     image = tmp_path / "0a8d486f-1aa6-4fcf-b7be-4bf04fc8628b.png"
     image.write_bytes(png_bytes(synthetic_chest(64)))
     out = tmp_path / "out.csv"
-    args = [str(image), "--task", "pneumonia", "--weights", str(weights), "--csv", str(out)]
+    args = [str(image), "--task", "pneumonia", "--weights", str(tiny_weights), "--csv", str(out)]
     assert predict.main(args) == 0
     assert next(csv.DictReader(out.open()))["file"] == "file 1"
     assert predict.main([*args, "--keep-names"]) == 0

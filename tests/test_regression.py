@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.cli.evaluate import _mri_patients, evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation
+from core.checks.evaluation import evaluate_classifier, evaluate_mri_tumour, evaluate_segmentation, mri_patients
 from core.data.chest import list_labelled
 from core.models.cards import list_cards
 from core.models.scan_model import ScanModel
@@ -35,7 +35,7 @@ def test_pneumonia_on_the_official_test_set():
 @needs("mri-segmentation")
 def test_mri_segmentation_on_held_out_patients():
     model = ScanModel.load("mri-segmentation")
-    patients = _mri_patients(model, data_path("lgg_mri"), "test")
+    patients = mri_patients(model, data_path("lgg_mri"), "test")
     assert len(patients) == len(model.card.data["test_patients"]) > 0
     metrics = evaluate_segmentation(model, patients, progress=False)
     assert metrics["dice_mean"] == pytest.approx(model.card.metrics["test"]["dice_mean"], abs=0.005)
@@ -46,7 +46,7 @@ def test_mri_segmentation_on_held_out_patients():
 @needs("mri-tumour")
 def test_mri_tumour_on_held_out_patients():
     model = ScanModel.load("mri-tumour")
-    metrics = evaluate_mri_tumour(model, _mri_patients(model, data_path("lgg_mri"), "test"), progress=False)
+    metrics = evaluate_mri_tumour(model, mri_patients(model, data_path("lgg_mri"), "test"), progress=False)
     assert metrics["accuracy"] == pytest.approx(model.card.metrics["test"]["accuracy"], abs=0.005)
     assert metrics["accuracy"] >= FLOORS["mri-tumour"]
 

@@ -31,6 +31,7 @@ def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subproce
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_onednn_repro_survives_under_the_project_setting():
     done = run_python("import core.runtime as r; print(r.onednn_repro())", clean_env())
     assert done.returncode == 0, f"exit code {done.returncode} (negative: killed by a signal)\n{done.stderr[-2000:]}"
@@ -55,6 +56,7 @@ def test_gradcam_of_every_committed_model_survives_under_the_project_setting():
     assert done.returncode == 0, f"exit code {done.returncode}; survived: {done.stdout.split()}\n{done.stderr[-2000:]}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not has_avx512(), reason="this CPU has no AVX-512: the oneDNN crash cannot happen here")
 def test_the_repro_is_real_without_the_setting_on_this_avx512_cpu():
     """Shows that the first test can fail: with oneDNN's full instruction set the same code dies on AVX-512."""
@@ -95,7 +97,13 @@ CLI_MODULES = sorted(
 APP_SCRIPTS = ["app.py", *sorted(f"pages/{path.name}" for path in (REPO / "pages").glob("*.py"))]
 
 
-@pytest.mark.parametrize("entry", CLI_MODULES + APP_SCRIPTS)
+ENTRIES = [  # `python -m core.runtime` runs the oneDNN repro itself (seconds, like the slow repro test above)
+    pytest.param(entry, marks=pytest.mark.slow) if entry == "core.runtime" else entry
+    for entry in CLI_MODULES + APP_SCRIPTS
+]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_every_entry_point_has_the_setting_before_tensorflow(entry):
     done = run_python(PROBE.format(setting=CRASH_SETTING, entry=entry), clean_env(), timeout=180)
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("AT_TF_IMPORT", "AFTER")))

@@ -8,17 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.checks.study import (
-    FAMILIES,
-    StudyConfig,
-    build_family,
-    patient_folds,
-    run_study,
-    scale_stack,
-    summarise,
-)
+from core.checks.study import StudyConfig, patient_folds, run_study, summarise
 from core.data.chest import Sample
-from tests.test_train import make_dataset
+from core.models.study_networks import FAMILIES, build_family, scale_stack
+from tests.helpers import make_chest_set
 
 
 def test_folds_keep_each_patient_in_one_fold_and_use_every_fold():
@@ -62,8 +55,9 @@ def test_summary_is_mean_and_sample_std_and_the_winner_needs_all_folds():
     assert summary["complete_pairs"] == 1
 
 
+@pytest.mark.slow
 def test_study_runs_writes_after_each_run_and_resumes(tmp_path):
-    data = make_dataset(tmp_path / "data", per_class=12)
+    data = make_chest_set(tmp_path / "data", per_class=12)
     out = tmp_path / "study.json"
     config = StudyConfig(data=str(data), folds=2, size=32, epochs=1, batch_size=8,
                          preprocessings=("none", "clahe"), families=("cnn", "stack3d"))  # fmt: skip
@@ -91,7 +85,7 @@ def test_conv3d_written_with_2d_convolutions_equals_keras_conv3d(stride, depth_p
     import keras
     from keras import layers
 
-    from core.checks.study import conv3d
+    from core.models.study_networks import conv3d
 
     volume = np.random.default_rng(0).random((2, 3, 12, 12, 2)).astype(np.float32)
     inputs = keras.Input((3, 12, 12, 2))

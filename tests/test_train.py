@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,23 +12,7 @@ from core.cli import evaluate, train
 from core.data.chest import chest_patient_id, list_labelled, pneumonia_kind, split_by_patient
 from core.models.cards import ModelCard, sha256_of
 from core.training import classifier
-from tests.helpers import synthetic_chest
-
-
-def make_dataset(root: Path, per_class: int = 16) -> Path:
-    rng = np.random.default_rng(0)
-    for folder in ("NORMAL", "PNEUMONIA"):
-        (root / folder).mkdir(parents=True)
-    for index in range(per_class):
-        normal = synthetic_chest(64, seed=index).astype(np.float32)
-        sick = normal.copy()
-        sick[20:44, 12:52] += 90 + rng.normal(0, 10, (24, 40))  # opaque lower lungs
-        Image.fromarray(np.clip(normal, 0, 255).astype(np.uint8)).save(root / "NORMAL" / f"IM-{index:04d}-0001.png")
-        for view in (1, 2):  # two images of the same patient: must stay on one side of the split
-            Image.fromarray(np.clip(sick, 0, 255).astype(np.uint8)).save(
-                root / "PNEUMONIA" / f"person{index}_{'bacteria' if index % 2 else 'virus'}_{view}.png"
-            )
-    return root
+from tests.helpers import make_chest_set, synthetic_chest
 
 
 def test_patient_ids_and_kinds_from_kermany_names():
@@ -40,7 +23,7 @@ def test_patient_ids_and_kinds_from_kermany_names():
 
 
 def test_split_never_puts_a_patient_on_both_sides(tmp_path):
-    samples = list_labelled(make_dataset(tmp_path / "data"), ["NORMAL", "PNEUMONIA"])
+    samples = list_labelled(make_chest_set(tmp_path / "data"), ["NORMAL", "PNEUMONIA"])
     train_part, validation = split_by_patient(samples, 0.25, seed=3)
     assert {s.patient for s in train_part}.isdisjoint({s.patient for s in validation})
     assert {s.label for s in validation} == {0, 1}
@@ -49,7 +32,7 @@ def test_split_never_puts_a_patient_on_both_sides(tmp_path):
 
 @pytest.mark.slow
 def test_train_then_evaluate_cli(tmp_path, capsys):
-    data = make_dataset(tmp_path / "data")
+    data = make_chest_set(tmp_path / "data")
     out = tmp_path / "weights"
     args = ["pneumonia", "--data", str(data), "--out", str(out), "--epochs", "3", "--size", "48"]
     assert train.main([*args, "--widths", "8,8,16", "--batch-size", "8", "--patience", "3"]) == 0
@@ -100,7 +83,7 @@ def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp
     from core.models.cards import list_cards, transfer_table
     from core.models.scan_model import ScanModel
 
-    data = make_dataset(tmp_path / "data", per_class=12)
+    data = make_chest_set(tmp_path / "data", per_class=12)
     out = tmp_path / "weights"
     common = {"size": 32, "epochs": 1, "batch_size": 8, "widths": (8, 16), "log": lambda _: None}
     scratch = classifier.train_classifier("pneumonia", data, out, name="pneumonia-scratch", **common)
@@ -171,6 +154,7 @@ def test_transfer_sentence_names_each_start_and_the_one_in_use():
     assert transfer_sentence([scratch]) == ""
 
 
+@pytest.mark.slow
 def test_evaluating_covid_on_another_folder_uses_every_image(tmp_path, capsys):
     """On a folder that is not the training data, the default is all images (an external source of 44 images
     once scored 9 because a seeded 20% 'test' split was taken from it)."""

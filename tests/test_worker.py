@@ -35,6 +35,7 @@ def pool():
     pool.close()
 
 
+@pytest.mark.slow
 def test_a_model_call_in_the_worker_equals_the_call_in_process(pool):
     pixels = np.random.default_rng(0).random((224, 224), dtype=np.float32)
     remote_prediction, remote_cam = pool.call(inference.classify_and_explain, "pneumonia", pixels)
@@ -44,6 +45,7 @@ def test_a_model_call_in_the_worker_equals_the_call_in_process(pool):
     assert remote_cam.shape == (224, 224)
 
 
+@pytest.mark.slow
 def test_an_abort_ends_that_request_only_and_the_next_one_works(pool, monkeypatch):
     pixels = np.random.default_rng(1).random((224, 224), dtype=np.float32)
     pool.call(inference.classify_and_explain, "pneumonia", pixels)
@@ -56,6 +58,7 @@ def test_an_abort_ends_that_request_only_and_the_next_one_works(pool, monkeypatc
     assert prediction.label in ("NORMAL", "PNEUMONIA")
 
 
+@pytest.mark.slow
 def test_a_caller_waiting_while_another_request_crashes_never_notices(pool, monkeypatch):
     monkeypatch.setenv(ABORT_TAG_VARIABLE, "model:crash")
     pixels = np.random.default_rng(2).random((224, 224), dtype=np.float32)

@@ -21,13 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from core.data.chest import Sample, covid_holdout, list_covid, list_pneumonia_types
+from core.data.chest import Sample, covid_split, list_pneumonia_types
 from core.io.loading import LoadedImage, load_image
 from core.models.cards import WEIGHTS_DIR
 from core.models.scan_model import ScanModel
+from core.tasks.registry import TASKS
 
 ADULT_GROUPS = ("ADULT_NORMAL", "ADULT_COVID")
-SOURCE_OF_MODEL = {"pneumonia": "paediatric", "pneumonia-type": "paediatric", "covid": "adult"}
+#: Whose images each chest task was trained on (from the table of tasks).
+SOURCE_OF_MODEL = {name: entry.population for name, entry in TASKS.items() if entry.population}
 
 
 def adult_probability(backbone: ScanModel, image: LoadedImage | np.ndarray, frame: int = 0) -> float:
@@ -57,7 +59,7 @@ def _answers(model: ScanModel, samples: Sequence[Sample]) -> dict[str, Any]:
 def run_check(data_root: Path, weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
     root = Path(data_root)
     paediatric = list_pneumonia_types(root / "chest_xray" / "test")
-    adult = covid_holdout(list_covid(root / "covid_radiography"), 0.2, 0)[1]
+    adult = covid_split(root / "covid_radiography")[1]
     groups = {
         "paediatric_normal": [s for s in paediatric if s.label == 0],
         "paediatric_pneumonia": [s for s in paediatric if s.label != 0],

@@ -27,10 +27,10 @@ DATA = Path(os.environ.get("SCANSIGHT_DATA", Path(__file__).resolve().parents[3]
 
 def real_folder(folder: Path, n: int) -> Path:
     """`n` real chest X-rays (children's test set first, then adults' held-out part) copied into `folder`."""
-    from core.data.chest import covid_holdout, list_covid
+    from core.data.chest import covid_split
 
     paths = sorted((DATA / "chest_xray" / "test").rglob("*.jpeg"))
-    paths += [s.path for s in covid_holdout(list_covid(DATA / "covid_radiography"), 0.2, 0)[1]]
+    paths += [s.path for s in covid_split(DATA / "covid_radiography")[1]]
     folder.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths[:n]):
         shutil.copyfile(path, folder / f"{index:06d}{path.suffix}")

@@ -12,6 +12,7 @@ The rows and the CSV are `core.tasks.batch`'s, the zip reader `core.io.archives`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -74,10 +75,17 @@ def _read_or_error(path: Path) -> bytes | ScanSightError:
         return error
 
 
-def open_output(path: Path):
-    """Open the CSV for writing before any work starts: a missing folder or a read-only place fails at once."""
+def check_output_place(path: Path) -> None:
+    """Before any model is loaded: a missing or read-only folder for the CSV fails at once."""
     if not path.parent.is_dir():
         raise SystemExit(f"error: the folder for --csv does not exist: {safe_cell(str(path.parent))}")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SystemExit("error: cannot write --csv there (Permission denied)")
+
+
+def open_output(path: Path):
+    """Open the CSV for writing (its place was checked by `check_output_place` before any work)."""
+    check_output_place(path)
     try:
         return open(path, "w", newline="", encoding="utf-8")
     except OSError as error:
@@ -105,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.engine == "ray":
         return main_from_predict(args, parser)
+    if args.csv:
+        check_output_place(args.csv)
     gate = None
     if not args.no_gate and (Path(args.weights) / "gate.json").exists():
         gate = ScanModel.load("gate", args.weights)

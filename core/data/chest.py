@@ -89,9 +89,21 @@ def list_covid(root: Path) -> list[Sample]:
     return samples
 
 
-def covid_holdout(samples: Sequence[Sample], test_fraction: float = 0.2, seed: int = 0) -> tuple[list, list]:
-    """(development, test): the fixed, stratified hold-out test part of the COVID-19 set (seed 0 by default)."""
+#: The COVID-19 set's fixed test part: 20% of the images, stratified, seed 0 (written here once; every module that
+#: needs the development or the test part calls `covid_split` or `covid_holdout`).
+COVID_TEST_FRACTION, COVID_TEST_SEED = 0.2, 0
+
+
+def covid_holdout(
+    samples: Sequence[Sample], test_fraction: float = COVID_TEST_FRACTION, seed: int = COVID_TEST_SEED
+) -> tuple[list, list]:
+    """(development, test): the fixed, stratified hold-out test part of the COVID-19 set."""
     return split_by_patient(samples, test_fraction, seed + 1000)
+
+
+def covid_split(root: Path) -> tuple[list[Sample], list[Sample]]:
+    """(development, test) of the COVID-19 Radiography folder `root`."""
+    return covid_holdout(list_covid(root))
 
 
 def split_by_patient(

@@ -157,7 +157,7 @@ def other_images(part: str, count: int, seed: int) -> Iterator[np.ndarray]:
 
 def medical_sources(data_root: Path, part: str, seed: int = 0) -> dict[str, list[Callable[[], np.ndarray]]]:
     """Loaders of medical images per gate class for 'train' or 'test' (parts never mixed)."""
-    from core.data.chest import covid_holdout, list_covid, list_labelled
+    from core.data.chest import covid_split, list_labelled
     from core.data.ct import list_ct
     from core.data.mri import list_patients, split_patients
 
@@ -168,7 +168,7 @@ def medical_sources(data_root: Path, part: str, seed: int = 0) -> dict[str, list
 
     chest_dir = root / "chest_xray" / ("train" if part == "train" else "test")
     chest = [s.path for s in list_labelled(chest_dir, ["NORMAL", "PNEUMONIA"])]
-    development, test = covid_holdout(list_covid(root / "covid_radiography"), 0.2, 0)
+    development, test = covid_split(root / "covid_radiography")
     adult = [s.path for s in (development if part == "train" else test)]
     train_patients, _, test_patients = split_patients(list_patients(root / "lgg_mri"), 0)
     mri = [s.image for p in (train_patients if part == "train" else test_patients) for s in p.slices]

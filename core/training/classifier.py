@@ -59,7 +59,7 @@ class ClassifierTask:
 
 
 def _covid_development(samples: list[Sample], seed: int) -> tuple[list[Sample], list[Sample]]:
-    return covid_holdout(samples, 0.2, 0)
+    return covid_holdout(samples)
 
 
 CLASSIFIER_TASKS: dict[str, ClassifierTask] = {

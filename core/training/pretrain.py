@@ -20,8 +20,7 @@ import numpy as np
 
 from core.data.chest import (
     Sample,
-    covid_holdout,
-    list_covid,
+    covid_split,
     list_labelled,
     list_pneumonia_types,
     load_arrays,
@@ -44,7 +43,7 @@ def pretraining_split(data_root: Path, seed: int = 0) -> tuple[list[Sample], lis
     held_patients |= {s.patient for s in split_by_patient(list_labelled(chest, ["NORMAL", "PNEUMONIA"]), 0.15, seed)[1]}
     train = [s for s in typed if s.patient not in held_patients]
     validation = [s for s in typed if s.patient in held_patients]
-    development, _test = covid_holdout(list_covid(covid), 0.2, 0)
+    development, _test = covid_split(covid)
     covid_train, covid_validation = split_by_patient(development, 0.15, seed)
     shift = lambda samples: [Sample(s.path, s.label + 3, s.patient) for s in samples]  # noqa: E731
     return train + shift(covid_train), validation + shift(covid_validation)
