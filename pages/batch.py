@@ -1,6 +1,5 @@
 """Batch: many files (or a zip) at once -> a sortable table and a CSV download. Nothing is stored."""
 
-import hashlib
 import io
 
 import streamlit as st
@@ -9,17 +8,16 @@ from core.errors import ScanSightError
 from core.io.archives import unzip_in_memory
 from core.tasks import inference
 from core.tasks.batch import AUTO_MODELS, columns_for, named_for_output, summary, write_csv
-from pages.shared.common import all_model_cards, model_call, model_cards, page_setup, show_error
+from core.tasks.registry import questions
+from pages.shared.state import per_upload
+from pages.shared.widgets import all_model_cards, ensure_frame, model_call, model_cards, show_error
+
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
 
 CHUNK = 32
 AUTO = "auto"
-CHEST_QUESTIONS = {
-    "pneumonia": "Pneumonia or normal? (children)",
-    "pneumonia-type": "Normal, bacterial or viral pneumonia? (children)",
-    "covid": "COVID-19 or normal? (adults)",
-}
+CHEST_QUESTIONS = questions("chest-xray")  # from the table of tasks
 
-page_setup("Batch")
 st.title("🗂️ Batch")
 st.caption("Upload many images, or one zip of them. Files stay in memory; the table is yours to download.")
 
@@ -61,20 +59,18 @@ for file in files:
     else:
         uploads.append((file.name, data))
 
-digest = hashlib.sha256()
-for upload_name, content in uploads:
-    digest.update(upload_name.encode("utf-8", "replace"))
-    digest.update(hashlib.sha256(content).digest() if isinstance(content, bytes) else str(content).encode())
-key = (str(models), digest.hexdigest())
-if st.session_state.get("batch_key") != key:
+
+def predict_all() -> list:
     bar = st.progress(0.0, text="Predicting…")
     rows = []
     for start in range(0, len(uploads), CHUNK):  # chunks through the model process: a progress bar, bounded pipes
         rows += model_call(inference.batch_rows, models, uploads[start : start + CHUNK], use_gate)
         bar.progress(len(rows) / len(uploads), text=f"{len(rows)} / {len(uploads)} files")
     bar.empty()
-    st.session_state["batch_key"], st.session_state["batch_rows"] = key, rows
-rows = st.session_state["batch_rows"]
+    return rows
+
+
+rows = per_upload("batch_rows", predict_all, str(models), files=uploads)  # once per set of files and models
 
 st.markdown(f"**{summary(rows)}.**")
 keep_names = st.checkbox(

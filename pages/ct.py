@@ -5,17 +5,20 @@ import streamlit as st
 from core.explain.overlay import fit_for_display, mask_overlay, mask_png, to_rgb8
 from core.io.report import ReportContent
 from core.tasks import inference
-from pages.shared.common import (
+from pages.shared.state import per_upload
+from pages.shared.widgets import (
     all_model_cards,
+    ensure_frame,
     frame_picker,
     gate_allows,
     model_call,
     model_cards,
-    page_setup,
     report_button,
     require_image,
     test_caption,
 )
+
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
 
 LUNG_SHARE_WITHHELD = (
     "The infected share of the lungs is not shown: the lung model (`ct-lungs`) and its validation are not "
@@ -37,7 +40,6 @@ def lung_validation() -> str | None:
     )
 
 
-page_setup("CT lung infection")
 st.title("🫁 CT lung infection")
 st.caption("An axial chest CT slice (PNG, JPEG, TIFF or DICOM). The infected area is drawn over it.")
 
@@ -59,15 +61,12 @@ validation = lung_validation()
 show_lungs = st.toggle("Outline the lungs used for the share", value=False, key="ct_lungs", disabled=not validation)
 if not gate_allows(image, "ct", frame):
     st.stop()
-
-key = (st.session_state["upload"].key, frame)
-memo = st.session_state.get("ct_result")
-if memo is None or memo[0] != key:
-    with st.spinner("Segmenting…"):
-        outcome = model_call(inference.ct_infection_and_lungs, image.frame(frame), image.pixel_spacing_mm)
-        memo = (key, *outcome)
-    st.session_state["ct_result"] = memo
-_, result, lungs, share = memo
+result, lungs, share = per_upload(
+    "ct_result",
+    lambda: model_call(inference.ct_infection_and_lungs, image.frame(frame), image.pixel_spacing_mm),
+    frame,
+    spinner="Segmenting…",
+)
 if validation is None:
     share = None
 
@@ -95,7 +94,7 @@ with right:
     st.download_button("Download mask (PNG)", mask_png(result.mask), file_name="ct_infection_mask.png",
                        mime="image/png", icon="⬇️")  # fmt: skip
     report_button(
-        (key, colour, alpha, style, show_lungs),
+        (frame, colour, alpha, style, show_lungs),
         lambda: ReportContent(
             title="CT lung infection", card=cards["ct-infection"], image=fit_for_display(to_rgb8(picture)),
             overlay=drawn, overlay_caption="Predicted infection", findings=findings,

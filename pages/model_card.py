@@ -5,9 +5,10 @@ import streamlit as st
 
 from core.models.cards import transfer_table
 from core.models.efficientnet import imagenet_start_card
-from pages.shared.common import all_model_cards, page_setup, test_figures
+from pages.shared.widgets import all_model_cards, ensure_frame, test_figures
 
-page_setup("Model cards")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("📋 Model cards")
 st.caption("Every figure here was written by `python -m core.evaluate` on data the model never trained on.")
 

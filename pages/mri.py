@@ -7,19 +7,21 @@ from core.explain.overlay import fit_for_display, mask_overlay, mask_png, overla
 from core.io.report import ReportContent
 from core.tasks import inference
 from core.tasks.segmentation import describe_rule, tumour_decision
-from pages.shared.common import (
+from pages.shared.mri_study_view import study_section
+from pages.shared.state import per_upload
+from pages.shared.widgets import (
+    ensure_frame,
     frame_picker,
     gate_allows,
     model_call,
     model_cards,
-    page_setup,
     report_button,
     require_image,
     test_caption,
 )
-from pages.shared.mri_study_view import study_section
 
-page_setup("Brain MRI")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("🧠 Brain MRI")
 st.caption(
     "An axial brain MRI slice: the 3-channel stack of the LGG data set (pre-contrast, FLAIR, post-contrast) "
@@ -49,17 +51,15 @@ colour = controls[3].color_picker("Mask colour", "#FF3030", key="mri_colour")
 if not gate_allows(image, "brain-mri", frame):
     st.stop()
 
-results = st.session_state.setdefault("mri_results", {})
-key = (st.session_state["upload"].key, frame)
-if key not in results:
-    with st.spinner("Segmenting…"):
-        pixels = image.frame(frame)
-        result = model_call(inference.segment_frame, "mri-segmentation", pixels, image.pixel_spacing_mm)
-        tumour = model_call(inference.classify_and_explain, "mri-tumour", pixels) if "mri-tumour" in cards else None
-        outcome = (result, tumour)
-    results.clear()
-    results[key] = outcome
-result, tumour = results[key]
+
+def segment_and_classify():
+    pixels = image.frame(frame)
+    result = model_call(inference.segment_frame, "mri-segmentation", pixels, image.pixel_spacing_mm)
+    tumour = model_call(inference.classify_and_explain, "mri-tumour", pixels) if "mri-tumour" in cards else None
+    return result, tumour
+
+
+result, tumour = per_upload("mri_result", segment_and_classify, frame, spinner="Segmenting…")
 
 picture = image.frame(frame)
 left, right = st.columns([3, 2])
@@ -102,7 +102,7 @@ with right:
     if tumour is not None:
         findings.append(("P(tumour on this slice)", f"{tumour[0].positive_probability:.1%}"))
     report_button(
-        (key, colour, alpha, style),
+        (frame, colour, alpha, style),
         lambda: ReportContent(
             title="Brain MRI tumour segmentation", card=cards["mri-segmentation"],
             image=fit_for_display(to_rgb8(picture)), overlay=shown, overlay_caption="Predicted tumour mask",

@@ -7,19 +7,22 @@ from core.explain.gradcam import CAM_METHODS
 from core.explain.overlay import fit_for_display, overlay, to_rgb8
 from core.io.report import ReportContent
 from core.tasks import inference
-from pages.shared.common import (
+from core.tasks.registry import questions
+from pages.shared.state import per_upload
+from pages.shared.widgets import (
+    ensure_frame,
     frame_picker,
     gate_allows,
     model_call,
     model_cards,
-    page_setup,
     report_button,
     require_image,
     source_warning,
     test_caption,
 )
 
-page_setup("Chest X-ray prediction")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("🔎 Chest X-ray prediction")
 
 image = require_image()
@@ -30,11 +33,7 @@ if not cards:
     st.error("No trained model is installed in `weights/`.")
     st.stop()
 
-QUESTIONS = {
-    "pneumonia": "Pneumonia or normal? (children)",
-    "pneumonia-type": "Normal, bacterial or viral pneumonia? (children)",
-    "covid": "COVID-19 or normal? (adults)",
-}
+QUESTIONS = questions("chest-xray")  # from the table of tasks
 names = [n for n in QUESTIONS if n in cards] + [n for n in cards if n not in QUESTIONS]
 name = st.radio("Question", names, format_func=lambda n: QUESTIONS.get(n, cards[n].title), horizontal=True,
                 key="pred_model")  # fmt: skip
@@ -51,15 +50,14 @@ if not gate_allows(image, "chest-xray", frame):
     st.stop()
 source_warning(image, card, frame)
 
-
-results = st.session_state.setdefault("results", {})
-key = (st.session_state["upload"].key, name, method, frame)
-if key not in results:
-    with st.spinner("Predicting…"):
-        outcome = model_call(inference.classify_and_explain, name, image.frame(frame), method)
-    results.clear()
-    results[key] = outcome
-prediction, cam = results[key]
+prediction, cam = per_upload(
+    "chest_result",
+    lambda: model_call(inference.classify_and_explain, name, image.frame(frame), method),
+    name,
+    method,
+    frame,
+    spinner="Predicting…",
+)
 
 left, right = st.columns([3, 2])
 with left:
@@ -107,7 +105,7 @@ with right:
     if prediction.threshold is not None:
         findings.append(("Decision threshold", f"{prediction.threshold:.3f}"))
     report_button(
-        (key, alpha),
+        (name, method, frame, alpha),
         lambda: ReportContent(
             title=card.title, card=card, image=fit_for_display(to_rgb8(picture)), overlay=shown,
             overlay_caption=f"{CAM_METHODS[method]} heatmap", findings=findings,

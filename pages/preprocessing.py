@@ -4,9 +4,10 @@ import streamlit as st
 
 from core.explain.overlay import fit_for_display, to_rgb8
 from core.transforms.preprocessing import STEPS, Compose, LungCrop, build_step
-from pages.shared.common import frame_picker, notice, page_setup, require_image
+from pages.shared.widgets import ensure_frame, frame_picker, notice, require_image
 
-page_setup("Preprocessing preview")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("🎛️ Preprocessing preview")
 st.caption("See what each step does. The model's own preprocessing is listed on the Prediction page.")
 

@@ -3,10 +3,12 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.checks.study import FAMILY_LABELS, load_results
-from pages.shared.common import page_setup
+from core.checks.study import load_results
+from core.models.study_networks import FAMILY_LABELS
+from pages.shared.widgets import ensure_frame
 
-page_setup("Preprocessing x model study")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("🧪 Preprocessing × model study")
 
 results = load_results()

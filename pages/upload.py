@@ -4,21 +4,19 @@ import streamlit as st
 
 from core.explain.overlay import fit_for_display, to_rgb8
 from core.io.loading import MAX_FILE_BYTES
-from pages.shared.common import (
-    PAGE_FOR_KIND,
+from pages.shared.state import (
     clear_upload,
     current_upload,
-    frame_picker,
-    gate_verdict,
     loaded_image,
-    page_setup,
-    sample_images,
     set_upload,
-    show_error,
+    take_from_uploader,
     upload_label,
+    uploader_key,
 )
+from pages.shared.widgets import PAGE_FOR_KIND, ensure_frame, frame_picker, gate_verdict, sample_images, show_error
 
-page_setup("Upload")
+ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
+
 st.title("📤 Upload")
 st.caption(
     "PNG, JPEG, TIFF or DICOM (.dcm, or no extension). The file stays in this browser session's memory: "
@@ -30,13 +28,10 @@ uploaded = st.file_uploader(
     "Chest X-ray, brain MRI slice or CT slice",
     type=None,
     accept_multiple_files=False,
-    key=f"uploader_{st.session_state.get('uploader_generation', 0)}",
+    key=uploader_key(),
     help=f"Up to {MAX_FILE_BYTES // 2**20} MB.",
 )
-# Take the uploader's file only when it is a new one: a sample loaded later, or a removal, must stick.
-if uploaded is not None and st.session_state.get("uploader_file_id") != uploaded.file_id:
-    st.session_state["uploader_file_id"] = uploaded.file_id
-    set_upload(uploaded.name, uploaded.getvalue())
+take_from_uploader(uploaded)  # only a new file: a sample loaded later, or a removal, must stick
 
 samples = sample_images()
 if samples:

@@ -213,7 +213,7 @@ def test_a_sample_can_be_loaded_from_the_upload_page():
 
 @pytest.mark.skipif("ct-infection" not in list_cards(), reason="no committed CT model in weights/")
 def test_ct_page_draws_the_infection_its_area_its_share_of_the_lungs_and_a_pdf():
-    from tests.test_ct import synthetic_ct
+    from tests.helpers import synthetic_ct
 
     image, _ = synthetic_ct(256)
     at = past_gate(visit(upload(start(), "ct.png", png_bytes((image * 255).astype(np.uint8))), "pages/ct.py"))
@@ -260,7 +260,7 @@ def test_model_card_page_shows_every_model():
 def test_test_figures_and_report_cope_with_every_kind_of_model(task, test_metrics, expected):
     from core.io.report import ReportContent, build_pdf
     from core.models.cards import InputSpec, ModelCard
-    from pages.shared.common import test_figures
+    from pages.shared.widgets import test_figures
 
     card = ModelCard(
         name="m", task=task, title="M", modality="ct", weights="m.keras", classes=["a", "b"],
@@ -399,7 +399,7 @@ def test_batch_defaults_to_the_model_that_fits_each_image_and_refused_images_get
     assert "3 files: 2 answered, 1 without an answer" in all_text(at)
     assert any(b.label == "Download CSV" for b in at.get("download_button"))
     buffer = io.StringIO()
-    write_csv(at.session_state["batch_rows"], buffer)
+    write_csv(at.session_state["batch_rows"][1], buffer)  # per_upload keeps (key, rows)
     rows = {row["file"]: row for row in csv.DictReader(io.StringIO(buffer.getvalue()))}
     assert rows[chest.name]["model"] == "pneumonia" and rows[chest.name]["p_PNEUMONIA"]
     assert rows[mri.name]["model"] == "mri-tumour" and rows[mri.name]["p_TUMOUR"]

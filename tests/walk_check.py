@@ -102,7 +102,8 @@ def walk(tab, out: Path, viewport: str, data: Path, port: int) -> list[str]:
     tab.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
     w.wait_for("How to use it")
     w.check("not a medical device" in w.text(), "Home: the disclaimer")
-    w.check(tab.get_by_text("Start: upload an image").count() > 0, "Home: a link to Upload in its body")
+    # a wait, not a count: the first page link of a browser tab draws once its script has loaded
+    w.check(w.wait_for("Start: upload an image", 20_000), "Home: a link to Upload in its body")
     w.shot("home")
 
     chest = SAMPLES / "chest-xray-child-viral-pneumonia.jpeg"

@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch; "
         "CT: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
     )
+    parser.add_argument("--encoder-blocks", type=int, default=11, help="CT lite0-unet: encoder blocks (11 or 14)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")

@@ -8,6 +8,7 @@ applied here from the card, so the same weights can be recalibrated without retr
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class ScanModel:
         self.keras_model = keras_model
         self.pipeline: Compose = build_pipeline(card.preprocessing)
         self._forward = None
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -104,9 +106,10 @@ class ScanModel:
         """Raw logits for a prepared batch (N, H, W, C); a compiled function, no Keras `predict` overhead."""
         import tensorflow as tf
 
-        if self._forward is None:
-            model = self.keras_model
-            self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        with self._lock:  # compiled once, even when two threads share this (cached) model
+            if self._forward is None:
+                model = self.keras_model
+                self._forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         return self._forward(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

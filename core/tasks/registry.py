@@ -79,7 +79,8 @@ def _fit_ct(target: str) -> Fit:
         from core.training.ct import train_ct
 
         architecture = args.architecture if args.architecture in ("resunet", "lite0-unet") else "resunet"
-        return train_ct(args.data, args.out, **common, **optional, target=target, architecture=architecture)
+        return train_ct(args.data, args.out, **common, **optional, target=target, architecture=architecture,
+                        encoder_blocks=args.encoder_blocks)  # fmt: skip
 
     return fit
 

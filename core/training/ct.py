@@ -48,10 +48,12 @@ def train_ct(
     log: Callable[[str], None] = print,
     target: str = "infection",
     architecture: str = "resunet",
+    encoder_blocks: int = 11,
 ) -> ModelCard:
     """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
-    `architecture` "lite0-unet": a U-Net on the EfficientNet-Lite0 encoder from ImageNet (`widths` unused)."""
+    `architecture` "lite0-unet": a U-Net on the first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder
+    from ImageNet (`widths` unused)."""
     import keras
     import tensorflow as tf
 
@@ -74,8 +76,11 @@ def train_ct(
     if architecture == "lite0-unet":
         from core.models.networks import lite0_unet
 
-        model = lite0_unet(size, imagenet=True, blocks=11, name="ct_lite0_unet")
-        description = f"U-Net on EfficientNet-Lite0 blocks 0-10 from ImageNet, {model.count_params():,} parameters"
+        model = lite0_unet(size, imagenet=True, blocks=encoder_blocks, name="ct_lite0_unet")
+        description = (
+            f"U-Net on EfficientNet-Lite0 blocks 0-{encoder_blocks - 1} from ImageNet (decoder: bilinear x2, skip, "
+            f"two 3x3 conv + BN + ReLU per level), {model.count_params():,} parameters"
+        )
     else:
         model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
         description = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ from core.io.samples import demo_studies
 from core.models.worker import run_decoder, run_model
 from core.tasks import inference
 from core.tasks.mri_study import MAX_STUDY_SLICES, MriStudy, measure_study, read_study
-from pages.shared.common import run_guarded, show_error, test_caption
+from pages.shared.state import files_key, per_upload
+from pages.shared.widgets import run_guarded, show_error, test_caption
 
 STUDY_TYPES = ["zip", "png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"]
 
@@ -44,30 +44,25 @@ def _sample_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _memo_key(files: list[tuple[str, bytes]]) -> str:
-    digest = hashlib.sha256()
-    for name, data in files:
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    return digest.hexdigest()[:16]
-
-
 def _segment(files: list[tuple[str, bytes]]) -> tuple[MriStudy, np.ndarray] | None:
     """Read and segment once per set of files (kept for the session)."""
-    key = _memo_key(files)
-    memo = st.session_state.get("mri_study_memo")
-    if memo is None or memo[0] != key:
+    tag = f"study:{files_key(files)}"
+
+    def read_and_segment() -> tuple[MriStudy, np.ndarray] | ScanSightError:
         try:
             with st.spinner("Reading the slices…"):
-                study = run_decoder(read_study, files, tag=f"study:{key}")
+                study = run_decoder(read_study, files, tag=tag)
         except ScanSightError as error:
-            show_error(error)
-            return None
+            return error
         with st.spinner(f"Segmenting {len(study.slices)} slices…"):
-            frames = [item.pixels for item in study.slices]
-            masks = run_guarded(run_model, inference.segment_study, frames, tag=f"study:{key}")
-        memo = (key, study, masks)
-        st.session_state["mri_study_memo"] = memo
-    return memo[1], memo[2]
+            masks = run_guarded(run_model, inference.segment_study, [item.pixels for item in study.slices], tag=tag)
+        return study, masks
+
+    outcome = per_upload("mri_study", read_and_segment, files=files)
+    if isinstance(outcome, ScanSightError):
+        show_error(outcome)
+        return None
+    return outcome
 
 
 def _area_chart(areas: list[float], unit: str, current: int) -> go.Figure:

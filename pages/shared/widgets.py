@@ -1,22 +1,35 @@
-"""Shared UI pieces for the pages: cached loaders, the current upload, error display. UI only."""
+"""Shared UI pieces for the pages: the menu and what every page draws around its content (the frame), notices,
+error display, the cached model cards and their figures, the gate, model calls, the frame picker, the PDF button.
+UI only; the session's state (the upload, per-upload memos) is in state.py."""
 
 from __future__ import annotations
-
-import hashlib
-from dataclasses import dataclass
 
 import streamlit as st
 
 from core.errors import ScanSightError
 from core.explain.overlay import fit_for_display, to_rgb8
-from core.io.loading import LoadedImage, load_image
-from core.io.privacy import shown_name
+from core.io.loading import LoadedImage
 from core.io.samples import SampleImage, list_samples
 from core.models.cards import ModelCard
 from core.models.scan_model import available_models
-from core.models.worker import run_decoder, run_model
+from core.models.worker import run_model
 from core.tasks import inference
 from core.tasks.gate import GateVerdict, screen
+from pages.shared.state import (
+    FRAMED,
+    GATE,
+    NOTICES,
+    PAGE_RUNS,
+    REPORT_PDF,
+    SIDEBAR_IMAGE,
+    SOURCE,
+    current_upload,
+    loaded_image,
+    per_upload,
+    show_current_image,
+    upload_key,
+    upload_label,
+)
 
 DISCLAIMER = (
     "ScanSight is a teaching and demonstration tool. It is **not a medical device** and does "
@@ -24,16 +37,10 @@ DISCLAIMER = (
 )
 
 
-#: The page that fits each kind of image the gate recognises: (script, label, icon).
-PAGE_FOR_KIND = {
-    "chest-xray": ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
-    "brain-mri": ("pages/mri.py", "Brain MRI", "🧠"),
-    "ct": ("pages/ct.py", "CT lung infection", "🫁"),
-}
-
-#: The app's pages in menu order: (script, label, icon). The sidebar is drawn from this list.
-PAGES = [
-    ("app.py", "Home", "🏠"),
+#: The app's pages in menu order: (script, title, icon). Each page's URL is its file name (/upload, /prediction,
+#: /mri...; Home is /). Links inside pages name the script (st.page_link("pages/upload.py")).
+MENU = [
+    ("pages/home.py", "Home", "🏠"),
     ("pages/upload.py", "Upload", "📤"),
     ("pages/preprocessing.py", "Preprocessing preview", "🎛️"),
     ("pages/prediction.py", "Chest X-ray prediction", "🔎"),
@@ -44,18 +51,41 @@ PAGES = [
     ("pages/model_card.py", "Model cards", "📋"),
 ]
 
+#: The page that fits each kind of image the gate recognises: (script, label, icon).
+PAGE_FOR_KIND = {
+    kind: next(entry for entry in MENU if entry[0] == script)
+    for kind, script in {"chest-xray": "pages/prediction.py", "brain-mri": "pages/mri.py", "ct": "pages/ct.py"}.items()
+}
+
+
+def app_pages() -> list:
+    """The pages for st.navigation, Home first (the default page)."""
+    return [st.Page(script, title=title, icon=icon, default=i == 0) for i, (script, title, icon) in enumerate(MENU)]
+
+
+def ensure_frame() -> None:
+    """Every page calls this first. Normally app.py has drawn the menu and the frame (page_setup) and this does
+    nothing. But Streamlit runs a page straight from the pages/ folder, without app.py (its legacy multipage mode),
+    until st.navigation has run once in the server process: a fresh server's first visit by a page's own URL, and
+    every AppTest run. Then the page draws them itself; st.navigation here also ends that mode for the process."""
+    if st.session_state.pop(FRAMED, False):
+        return
+    page_setup(st.navigation(app_pages()).title)
+    st.session_state.pop(FRAMED, None)
+
 
 def page_setup(title: str) -> None:
-    """Every page starts here: page config, the sidebar menu, the current image and the notice."""
+    """What every page shares, drawn by app.py before it runs the page (st.navigation draws the menu): the page
+    config, the phone menu script, the current image and the notice in the sidebar."""
+    st.session_state[FRAMED] = True  # for ensure_frame
     st.set_page_config(page_title=f"{title} · ScanSight", page_icon="🩻", layout="wide")
     st.session_state[NOTICES] = []
-    runs = st.session_state["_page_runs"] = st.session_state.get("_page_runs", 0) + 1
-    st.html(f"<!-- run {runs} -->" + CLOSE_MENU_ON_PHONES, unsafe_allow_javascript=True)  # new each run: runs again
+    runs = st.session_state[PAGE_RUNS] = st.session_state.get(PAGE_RUNS, 0) + 1
+    # The run number inside the script makes its text new on each run, so the browser runs it again: the element
+    # stays in place across pages (app.py draws it), and an HTML comment would not do (the browser's sanitiser
+    # drops comments, and an unchanged element is not run again).
+    st.html(CLOSE_MENU_ON_PHONES.replace("<script>", f"<script>/* run {runs} */", 1), unsafe_allow_javascript=True)
     with st.sidebar:
-        st.markdown("### 🩻 ScanSight")
-        for script, label, icon in PAGES:
-            st.page_link(script, label=label, icon=icon)
-        st.divider()
         st.session_state[SIDEBAR_IMAGE] = st.empty()
         show_current_image()
         st.warning(DISCLAIMER, icon="⚕️")
@@ -87,19 +117,6 @@ CLOSE_MENU_ON_PHONES = """<script>
 })();
 </script>"""
 
-NOTICES = "_page_notices"
-SIDEBAR_IMAGE = "_sidebar_image_slot"
-
-
-def show_current_image() -> None:
-    """(Re)draw the sidebar's "Current image" line; called again whenever the upload changes in this run, so the
-    sidebar never lags one upload behind."""
-    slot = st.session_state.get(SIDEBAR_IMAGE)
-    if slot is None:
-        return
-    upload = current_upload()
-    slot.caption(f"Current image: **{upload_label(upload)}**" if upload else "No image uploaded yet.")
-
 
 def notice(text: str, level: str = "warning", icon: str = "⚠️") -> None:
     """Show a warning (or error) on the page and record it for the page's PDF report."""
@@ -110,31 +127,6 @@ def notice(text: str, level: str = "warning", icon: str = "⚠️") -> None:
 def page_notices() -> list[str]:
     """Every warning, override and flag shown on this page in this run, in order (for the PDF)."""
     return list(st.session_state.get(NOTICES, []))
-
-
-@dataclass
-class Upload:
-    """The user's file, kept in this browser session's memory only."""
-
-    name: str
-    data: bytes
-    number: int = 1  # the session's n-th upload: its neutral name is "upload <number>"
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()[:16]
-
-
-def upload_label(upload: Upload | None = None) -> str:
-    """The name the app shows for an upload: its file name, or "upload N" when the name looks like an identifier
-    or holds one of the DICOM patient fields that are hidden (RSNA files are named by their PatientID)."""
-    upload = upload or current_upload()
-    if upload is None:
-        return ""
-    memo = st.session_state.get("loaded")
-    decoded = memo[1] if memo and memo[0] == upload.key else None
-    hidden = decoded.patient.values() if isinstance(decoded, LoadedImage) else ()
-    return shown_name(upload.name, upload.number, hidden)
 
 
 @st.cache_resource(show_spinner=False)
@@ -150,22 +142,16 @@ def model_cards() -> dict[str, ModelCard]:
     return {name: card for name, card in all_model_cards().items() if card.deployed}
 
 
-def per_upload(slot: str, frame: int, compute):
-    """`compute()` once per upload and frame, kept in the session under `slot` (cleared with the upload)."""
-    upload = current_upload()
-    key = (upload.key if upload else "", frame)
-    memo = st.session_state.get(slot)
-    if memo is None or memo[0] != key:
-        memo = (key, compute())
-        st.session_state[slot] = memo
-    return memo[1]
+@st.cache_data(show_spinner=False)
+def sample_images() -> list[SampleImage]:
+    return list_samples()
 
 
 def gate_verdict(image: LoadedImage, frame: int = 0) -> GateVerdict | None:
-    """What the out-of-distribution gate makes of the image (memoised per upload and frame); None without a gate."""
+    """What the out-of-distribution gate makes of the image (once per upload and frame); None without a gate."""
     if "gate" not in all_model_cards():
         return None
-    return per_upload("gate", frame, lambda: screen(model_call(inference.gate_check, image.frame(frame)), image, frame))
+    return per_upload(GATE, lambda: screen(model_call(inference.gate_check, image.frame(frame)), image, frame), frame)
 
 
 def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
@@ -202,52 +188,6 @@ def gate_allows(image: LoadedImage, expected: str, frame: int = 0) -> bool:
     return anyway
 
 
-@st.cache_data(show_spinner=False)
-def sample_images() -> list[SampleImage]:
-    return list_samples()
-
-
-def current_upload() -> Upload | None:
-    return st.session_state.get("upload")
-
-
-def set_upload(name: str, data: bytes) -> None:
-    number = st.session_state.get("upload_count", 0) + 1
-    st.session_state["upload_count"] = number
-    st.session_state["upload"] = Upload(name=name, data=data, number=number)
-    for key in RESULT_KEYS:
-        st.session_state.pop(key, None)
-    show_current_image()
-
-
-RESULT_KEYS = ("loaded", "results", "mri_results", "ct_result", "report_pdf", "gate", "source")
-
-
-def clear_upload() -> None:
-    """Forget the image and everything computed from it; empty the uploader too."""
-    for key in ("upload", "uploader_file_id", *RESULT_KEYS):
-        st.session_state.pop(key, None)
-    st.session_state["uploader_generation"] = st.session_state.get("uploader_generation", 0) + 1
-    show_current_image()
-
-
-def loaded_image() -> LoadedImage | ScanSightError | None:
-    """The decoded current upload (memoised in the session), or the error it raised."""
-    upload = current_upload()
-    if upload is None:
-        return None
-    memo = st.session_state.get("loaded")
-    if memo is None or memo[0] != upload.key:
-        try:  # decoded in the memory-capped decoding process: a decoder crash or a bomb ends this upload only
-            result: LoadedImage | ScanSightError = run_decoder(load_image, upload.data, upload.name, tag=upload.key)
-        except ScanSightError as error:
-            result = error
-        st.session_state["loaded"] = (upload.key, result)
-        memo = st.session_state["loaded"]
-        show_current_image()  # the patient fields are known now: the sidebar name may become neutral
-    return memo[1]
-
-
 def test_figures(card: ModelCard) -> list[tuple[str, str]]:
     """The card's held-out test figures as (label, value), whatever kind of model it is."""
     test = card.metrics.get("test", {})
@@ -278,28 +218,27 @@ def test_caption(card: ModelCard) -> None:
         st.caption("Held-out test: " + ", ".join(f"{label} {value}" for label, value in figures) + ".")
 
 
-def report_button(memo_key: tuple, make_report, file_name: str) -> None:
-    """A PDF download; the PDF is built once per memo_key, not on every rerun of the page."""
+def report_button(parts: tuple, make_report, file_name: str) -> None:
+    """A PDF download; the PDF is built once per upload and `parts` (what the page drew it from), not on every rerun."""
     from core.io.report import build_pdf
 
     keep_name = st.checkbox("Put the original file name in the report", value=False, key="report_keep_name")
     notices = page_notices()
-    memo_key = (memo_key, tuple(notices), keep_name)
-    memo = st.session_state.get("report_pdf")
-    if memo is None or memo[0] != memo_key:
+
+    def build() -> bytes:
         content = make_report()
         content.warnings = notices + [w for w in content.warnings if w not in notices]
         content.file_name = current_upload().name if keep_name else upload_label()
-        memo = (memo_key, build_pdf(content))
-        st.session_state["report_pdf"] = memo
-    st.download_button("Download PDF report", memo[1], file_name=file_name, mime="application/pdf", icon="📄")
+        return build_pdf(content)
+
+    pdf = per_upload(REPORT_PDF, build, parts, tuple(notices), keep_name)
+    st.download_button("Download PDF report", pdf, file_name=file_name, mime="application/pdf", icon="📄")
 
 
 def model_call(function, *args, **kwargs):
     """`function(*args)` (from `core.tasks.inference`) in a model process, tagged with the upload; a typed error, or
     the process stopping under it, becomes a message and the page stops (the server and other sessions go on)."""
-    upload = current_upload()
-    return run_guarded(run_model, function, *args, tag=upload.key if upload else "", **kwargs)
+    return run_guarded(run_model, function, *args, tag=upload_key(), **kwargs)
 
 
 def run_guarded(action, *args, **kwargs):
@@ -346,7 +285,7 @@ def source_warning(image: LoadedImage, card: ModelCard, frame: int = 0) -> None:
     trained_on = SOURCE_OF_MODEL.get(card.task)
     if trained_on is None or "chest-backbone" not in all_model_cards():
         return
-    p_adult = per_upload("source", frame, lambda: model_call(inference.adult_probability, image.frame(frame)))
+    p_adult = per_upload(SOURCE, lambda: model_call(inference.adult_probability, image.frame(frame)), frame)
     looks = "adult" if p_adult >= 0.5 else "paediatric"
     confidence = max(p_adult, 1 - p_adult)
     if confidence < SOURCE_WARNING_CONFIDENCE:
