@@ -143,10 +143,11 @@ def test_identifier_like_names_and_patient_fields_stay_out_unless_asked(tmp_path
 def test_ctrl_c_leaves_readable_partial_output_and_a_rerun_finishes(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for path in sorted(data_path("chest_xray", "test").rglob("*.jpeg")):
-        shutil.copyfile(path, folder / path.name)
+    for copy in range(3):  # 1,872 files: the run is still going when the interrupt lands, even on a fast machine
+        for path in sorted(data_path("chest_xray", "test").rglob("*.jpeg")):
+            shutil.copyfile(path, folder / f"{copy}-{path.name}")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "core.cli.predict", "--engine", "ray", str(folder), "--out", str(out),
+    command = [sys.executable, "-m", "core.predict", "--engine", "ray", str(folder), "--out", str(out),
                "--task", "pneumonia", "--batch-size", "8", "--workers", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
