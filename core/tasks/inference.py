@@ -1,6 +1,6 @@
 """What the pages ask of the models, as plain functions of arrays and model names.
 
-These run inside a model worker (`core.worker.run_model`), so a native crash in TensorFlow ends one request,
+These run inside a model worker (`core.models.worker.run_model`), so a native crash in TensorFlow ends one request,
 not the server. Each child loads a model once, on first use, and keeps it (`resident_model`). Arguments and
 results are picklable: frames as NumPy arrays, answers as dataclasses.
 """

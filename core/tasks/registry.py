@@ -105,6 +105,8 @@ def _evaluate_chest(model: ScanModel, args) -> tuple[dict[str, Any], str]:
     from core.checks.evaluation import LISTERS, evaluate_classifier
     from core.data.chest import covid_holdout
 
+    if args.split == "validation":  # validation splits are drawn inside training; nothing here can rebuild them
+        raise NoLabelledDataError(f"{args.task} has no validation split to evaluate here: use --split all or test")
     samples = LISTERS[args.task](args.data)
     split_name = args.split_name
     if args.task == "covid" and args.split == "test":

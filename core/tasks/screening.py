@@ -1,5 +1,5 @@
 """What the image itself and its DICOM header say before any model looks: the checks that stand beside the gate's
-model (`core.gate.screen` combines them). A blank frame, a modality no model reads (ultrasound, nuclear medicine,
+model (`core.tasks.gate.screen` combines them). A blank frame, a modality no model reads (ultrasound, nuclear medicine,
 PET, ...), a modality of another kind than the page's, or a body part that is not the page's rules an image out,
 with the reason in words. This is the app's one DICOM header check."""
 

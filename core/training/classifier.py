@@ -1,4 +1,5 @@
-"""The chest classifiers' training loop (``python -m core.train pneumonia --data ... --out weights/``).
+"""The chest classifiers' configuration of `core.training.loops.fit_classifier`
+(``python -m core.train pneumonia --data ... --out weights/``).
 
 Validation is split from the training folder by patient; the decision threshold (Youden's J) and
 the calibration temperature (validation NLL) are chosen on validation only. The test set is never

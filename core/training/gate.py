@@ -104,7 +104,8 @@ def train_gate(
         "per_class": per_class,
         "n_other": 2 * per_class,
         "augmentation": "crop-zoom, rotation +-8 deg, brightness and contrast; MRI: 30% FLAIR alone as grey; "
-        "other: rotation +-30 deg, channel shuffle and scaling, brightness and contrast; balanced class weights",
+        "other: rotation +-30 deg, channel shuffle and scaling, brightness and contrast; no class weights (each "
+        "medical kind per_class images, other twice that)",
         "test": "chest_xray/test, covid test part, LGG test patients, covid_ct_seg/test; other: held-out "
         f"images ({', '.join(TEST_NATURAL)}, scikit-learn samples), the other 100 faces, scenes from another seed",
     }
