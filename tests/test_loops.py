@@ -129,25 +129,3 @@ def test_every_training_module_uses_the_shared_loops():
         and re.search(r"compile_cosine\(|export_model\(|\b(model|net)\.fit\(|class_weight = \{", path.read_text())
     ]
     assert offenders == []
-
-
-@pytest.mark.parametrize(("task", "given", "expected"), [("ct-infection", [], 40), ("ct-lungs", [], 40),
-                                                         ("ct-infection", ["--patience", "8"], 8)])  # fmt: skip
-def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, task, given, expected):
-    """CT trains with patience 40 unless told otherwise (the table of tasks' default); the others with 8."""
-    import core.training.ct as ct_training
-    from core.cli import train
-
-    seen: dict = {}
-    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
-    assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given]) == 0
-    assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
-
-
-def test_evaluating_a_chest_task_on_a_validation_split_is_refused(tmp_path, capsys):
-    from core.cli import evaluate
-
-    with pytest.raises(SystemExit):
-        evaluate.main(["pneumonia", "--data", str(tmp_path), "--out", str(tmp_path / "x.json"),
-                       "--split", "validation"])  # fmt: skip
-    assert "no validation split" in capsys.readouterr().err

@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split",
         choices=["all", "test", "validation"],
         default=None,
-        help="MRI: all patients under --data (default), or only the card's held-out test / validation patients; "
+        help="MRI: all patients under --data (default; recorded as split 'all' unless --split-name says otherwise), "
+        "or only the card's held-out test / validation patients; "
         "covid: the seeded held-out test part (the default only when --data is the model's training folder) "
         "or all images (the default for any other folder)",
     )

@@ -123,7 +123,11 @@ def _evaluate_mri(model: ScanModel, args) -> tuple[dict[str, Any], str]:
     if not patients:
         raise NoLabelledDataError(f"no patient folders found under {args.data}")
     evaluator = evaluate_segmentation if args.task == "mri-segmentation" else evaluate_mri_tumour
-    return evaluator(model, patients), args.split if args.split != "all" else args.split_name
+    if args.split != "all":
+        return evaluator(model, patients), args.split
+    # Every patient in the folder: never recorded as the card's "test" (the folder may hold training patients)
+    # unless a name is given, e.g. --split-name external for patients the project has never seen.
+    return evaluator(model, patients), "all" if args.split_name == "test" else args.split_name
 
 
 def _evaluate_ct_infection(model: ScanModel, args) -> tuple[dict[str, Any], str]:

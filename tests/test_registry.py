@@ -1,0 +1,60 @@
+"""The table of tasks (`core.tasks.registry`) as the CLIs use it: per-task defaults, and splits that are refused or
+named so that a card's "test" figures come only from held-out data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.tasks.registry import TASKS, questions, task
+
+
+@pytest.mark.parametrize(("task", "given", "expected"), [("ct-infection", [], 40), ("ct-lungs", [], 40),
+                                                         ("ct-infection", ["--patience", "8"], 8)])  # fmt: skip
+def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, task, given, expected):
+    """CT trains with patience 40 unless told otherwise (the table of tasks' default); the others with 8."""
+    import core.training.ct as ct_training
+    from core.cli import train
+
+    seen: dict = {}
+    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
+    assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given]) == 0
+    assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
+
+
+def test_evaluating_a_chest_task_on_a_validation_split_is_refused(tmp_path, capsys):
+    from core.cli import evaluate
+
+    with pytest.raises(SystemExit):
+        evaluate.main(["pneumonia", "--data", str(tmp_path), "--out", str(tmp_path / "x.json"),
+                       "--split", "validation"])  # fmt: skip
+    assert "no validation split" in capsys.readouterr().err
+
+
+def test_evaluating_every_mri_patient_is_not_recorded_as_the_test_split(monkeypatch, tmp_path):
+    import core.checks.evaluation as evaluation
+    from core.cli import evaluate
+
+    monkeypatch.setattr(evaluation, "mri_patients", lambda model, root, split: ["patient"])
+    monkeypatch.setattr(evaluation, "evaluate_segmentation", lambda model, patients: {"dice_mean": 0.5})
+    out = tmp_path / "all.json"
+    assert evaluate.main(["mri-segmentation", "--data", str(tmp_path), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["split"] == "all"
+    named = tmp_path / "external.json"
+    args = ["mri-segmentation", "--data", str(tmp_path), "--out", str(named), "--split-name", "external"]
+    assert evaluate.main(args) == 0 and json.loads(named.read_text())["split"] == "external"
+    held_out = tmp_path / "test.json"
+    assert evaluate.main(["mri-segmentation", "--data", str(tmp_path), "--out", str(held_out), "--split", "test"]) == 0
+    assert json.loads(held_out.read_text())["split"] == "test"
+
+
+def test_every_task_has_a_question_a_modality_and_a_fit():
+    assert set(TASKS) >= {"pneumonia", "pneumonia-type", "covid", "mri-tumour", "mri-segmentation", "ct-infection",
+                          "gate"}  # fmt: skip
+    for entry in TASKS.values():
+        assert "?" in entry.question and entry.modality in ("chest-xray", "brain-mri", "ct", "any")
+        assert callable(entry.fit) and entry.kind in ("classification", "segmentation", "gate", "backbone")
+    assert set(questions("chest-xray")) == {"pneumonia", "pneumonia-type", "covid"}
+    with pytest.raises(KeyError, match="known"):
+        task("no-such-task")
