@@ -15,6 +15,7 @@ from pages.shared.widgets import all_model_cards, ensure_frame, model_call, mode
 ensure_frame()  # the menu and the sidebar, when Streamlit ran this page without app.py
 
 CHUNK = 32
+ZIP_ERRORS = "batch_zip_errors"  # the zips of the current files that could not be read
 AUTO = "auto"
 CHEST_QUESTIONS = questions("chest-xray")  # from the table of tasks
 
@@ -48,19 +49,24 @@ if not files:
     st.info("Choose files above; each becomes one row of the table.", icon="🗂️")
     st.stop()
 
-uploads: list[tuple[str, bytes | ScanSightError]] = []
-for file in files:
-    data = file.getvalue()
-    if file.name.lower().endswith(".zip"):
-        try:
-            uploads += [(f"{file.name}/{member}", content) for member, content in unzip_in_memory(data)]
-        except ScanSightError as error:
-            show_error(error)
-    else:
-        uploads.append((file.name, data))
+
+def read_uploads() -> tuple[list[tuple[str, bytes | ScanSightError]], list[ScanSightError]]:
+    """The files as (name, bytes), zips unpacked in memory; the zips that could not be read, as errors."""
+    uploads, errors = [], []
+    for file in files:
+        data = file.getvalue()
+        if file.name.lower().endswith(".zip"):
+            try:
+                uploads += [(f"{file.name}/{member}", content) for member, content in unzip_in_memory(data)]
+            except ScanSightError as error:
+                errors.append(error)
+        else:
+            uploads.append((file.name, data))
+    return uploads, errors
 
 
 def predict_all() -> list:
+    uploads, st.session_state[ZIP_ERRORS] = read_uploads()
     bar = st.progress(0.0, text="Predicting…")
     rows = []
     for start in range(0, len(uploads), CHUNK):  # chunks through the model process: a progress bar, bounded pipes
@@ -70,7 +76,12 @@ def predict_all() -> list:
     return rows
 
 
-rows = per_upload("batch_rows", predict_all, str(models), files=uploads)  # once per set of files and models
+# Keyed by the uploader's file ids, and the files read inside: a rerun (a checkbox, a sort) neither hashes nor
+# unpacks them again, and the session keeps the rows, not a second copy of the files.
+chosen = [(file.name, file.file_id) for file in files]
+rows = per_upload("batch_rows", predict_all, str(models), files=chosen)  # once per set of files and models
+for error in st.session_state.get(ZIP_ERRORS, []):
+    show_error(error)
 
 st.markdown(f"**{summary(rows)}.**")
 keep_names = st.checkbox(

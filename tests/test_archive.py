@@ -140,7 +140,8 @@ def test_identifier_like_names_and_patient_fields_stay_out_unless_asked(tmp_path
     assert {Path(row["file"]).name for row in read_csv(kept.csv)} == {p.name for p in dicoms}
 
 
-def test_ctrl_c_leaves_readable_partial_output_and_a_rerun_finishes(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_leaves_readable_partial_output_and_a_rerun_finishes(tmp_path, stop):
     folder = tmp_path / "in"
     folder.mkdir()
     for path in sorted(data_path("chest_xray", "test").rglob("*.jpeg")):
@@ -159,7 +160,7 @@ def test_ctrl_c_leaves_readable_partial_output_and_a_rerun_finishes(tmp_path):
         if parts and len(parts[0].read_text().splitlines()) > 20:
             break
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     process.wait(timeout=120)
     partial = list(out.glob("part-*.parquet"))
     assert len(partial) == 1

@@ -173,25 +173,22 @@ def fit_segmenter(
     choose_flip: bool = False,
 ) -> SegmenterFit:
     """Train a sigmoid-mask network on endless `batches` of (image, mask), `steps` an epoch, with BCE + soft Dice;
-    keep the epoch with the
-    best `validation_dice(probabilities, 0.5)`, then choose the mask threshold (and, with `choose_flip`, whether
-    to average with the mirror image's mask) on validation."""
+    keep the epoch with the best `validation_dice(probabilities, 0.5)`, then choose the mask threshold (and, with
+    `choose_flip`, whether to average with the mirror image's mask) on validation."""
     import tensorflow as tf
 
     forward = tf.function(lambda x: model(x, training=False))
 
-    def probabilities(flip: bool = False) -> np.ndarray:
-        plain = predict_in_batches(forward, x_val)[..., 0]
-        if not flip:
-            return plain
-        return (plain + predict_in_batches(forward, x_val[:, :, ::-1])[..., 0][:, :, ::-1]) / 2
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        return predict_in_batches(forward, x)[..., 0]
 
-    score = lambda: validation_dice(probabilities(), 0.5)  # noqa: E731
+    score = lambda: validation_dice(probabilities(x_val), 0.5)  # noqa: E731
     best = _train(model, batches, steps, True, settings, dice_bce_loss, score, metric, log)
-    choices = {}
-    for flip in (False, True) if choose_flip else (False,):
-        kept = probabilities(flip)
-        choices[flip] = best_mask_threshold(lambda t, kept=kept: validation_dice(kept, t))
+    plain = probabilities(x_val)
+    choices = {False: best_mask_threshold(lambda t: validation_dice(plain, t))}
+    if choose_flip:  # the mean with the mirror image's mask, mirrored back
+        flipped = (plain + probabilities(x_val[:, :, ::-1])[:, :, ::-1]) / 2
+        choices[True] = best_mask_threshold(lambda t: validation_dice(flipped, t))
     flip = bool(choose_flip and choices[True][1] > choices[False][1])
     threshold, dice_value = choices[flip]
     return SegmenterFit(best, threshold, flip, float(dice_value))
