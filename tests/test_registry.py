@@ -23,6 +23,23 @@ def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, tas
     assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
 
 
+@pytest.mark.parametrize(("given", "expected"), [([], "resunet"), (["--architecture", "lite0-unet"], "lite0-unet")])
+@pytest.mark.parametrize("task", ["ct-infection", "mri-segmentation"])
+def test_the_segmenters_train_the_architecture_asked_for(monkeypatch, tmp_path, task, given, expected):
+    """`--architecture lite0-unet` reaches both segmenters' training; without it they keep the ResUNet."""
+    import core.training.ct as ct_training
+    import core.training.mri as mri_training
+    from core.cli import train
+
+    seen: dict = {}
+    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(mri_training, "train_segmentation", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(mri_training, "tune_postprocessing", lambda *args, **kwargs: None)
+    argv = [task, "--data", str(tmp_path), "--out", str(tmp_path), "--encoder-blocks", "14", *given]
+    assert train.main(argv) == 0
+    assert seen["architecture"] == expected and seen["encoder_blocks"] == 14
+
+
 def test_evaluating_a_chest_task_on_a_validation_split_is_refused(tmp_path, capsys):
     from core.cli import evaluate
 

@@ -39,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=ARCHITECTURES,
         default="cnn",
         help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch; "
-        "CT: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
+        "CT and MRI segmentation: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
     )
-    parser.add_argument("--encoder-blocks", type=int, default=11, help="CT lite0-unet: encoder blocks (11 or 14)")
+    parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")

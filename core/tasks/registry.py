@@ -57,11 +57,17 @@ def _fit_chest(args, common: dict[str, Any], optional: dict[str, Any]):
                             architecture=args.architecture, **common, **optional)  # fmt: skip
 
 
+def _segmenter(args) -> str:
+    """The segmenters' architecture: the CLI's choice where it names one, else the ResUNet."""
+    return args.architecture if args.architecture in ("resunet", "lite0-unet") else "resunet"
+
+
 def _fit_mri_segmentation(args, common: dict[str, Any], optional: dict[str, Any]):
     from core.training.mri import train_segmentation, tune_postprocessing
 
     if not args.tune_only:
-        train_segmentation(args.data, args.out, **common, **optional)
+        train_segmentation(args.data, args.out, **common, **optional, architecture=_segmenter(args),
+                           encoder_blocks=args.encoder_blocks)  # fmt: skip
     return tune_postprocessing(args.out / "mri-segmentation.json", args.data, log=common["log"])
 
 
@@ -78,8 +84,7 @@ def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
         from core.training.ct import train_ct
 
-        architecture = args.architecture if args.architecture in ("resunet", "lite0-unet") else "resunet"
-        return train_ct(args.data, args.out, **common, **optional, target=target, architecture=architecture,
+        return train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
                         encoder_blocks=args.encoder_blocks)  # fmt: skip
 
     return fit

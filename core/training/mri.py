@@ -93,7 +93,12 @@ def train_segmentation(
     widths: Sequence[int] = (8, 16, 32, 64, 128),
     limit: int | None = None,
     log: Callable[[str], None] = print,
+    architecture: str = "resunet",
+    encoder_blocks: int = 11,
 ) -> ModelCard:
+    """Train the tumour segmenter: the ResUNet (`widths`), or with `architecture` "lite0-unet" a U-Net on the
+    first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder from ImageNet (the three MRI sequences fill
+    its three input channels)."""
     import keras
     import tensorflow as tf
 
@@ -131,11 +136,24 @@ def train_segmentation(
         f"validation {len(x_val)}"
     )
 
-    model = build_resunet((size, size, 3), tuple(widths), name="mri_resunet")
+    if architecture == "lite0-unet":
+        from core.models.networks import lite0_unet
+
+        model = lite0_unet(size, imagenet=True, blocks=encoder_blocks, name="mri_lite0_unet")
+        description = (
+            f"U-Net on EfficientNet-Lite0 blocks 0-{encoder_blocks - 1} from ImageNet (decoder: bilinear x2, skip, "
+            f"two 3x3 conv + BN + ReLU per level), sigmoid mask; {model.count_params():,} parameters"
+        )
+    else:
+        model = build_resunet((size, size, 3), tuple(widths), name="mri_resunet")
+        description = (
+            f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
+            f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
+        )
     has_tumour = y_train.reshape(len(y_train), -1).max(axis=1) > 0
     # Balanced epochs: every tumour slice once, and as many slices without tumour drawn at random.
     steps = int(np.ceil(2 * has_tumour.sum() / batch_size))
-    log(f"model: ResUNet widths {list(widths)}, {model.count_params():,} parameters, input {size}x{size}x3")
+    log(f"model: {description}, input {size}x{size}x3")
     augment = augment_pairs(seed)
 
     def stream(selector: np.ndarray, offset: int):
@@ -158,10 +176,7 @@ def train_segmentation(
     )  # fmt: skip
     card.mask_threshold, validation_dice = fit.mask_threshold, fit.validation_dice
     card.threshold_method = "mask threshold maximising mean per-patient Dice on the validation patients"
-    card.architecture = (
-        f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
-        f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
-    )
+    card.architecture = description
     card.data = _split_info(train, validation, test, seed)
     card.training = history_fields(
         fit.best, settings, started,
