@@ -32,8 +32,10 @@ def lung_validation() -> str | None:
     test = card.metrics.get("test", {}) if card else {}
     if "infection_inside_lungs" not in test:
         return None
+    margin = float(card.decision_rule.get("outline_margin", 0.0))
+    rim = f", grown by a rim of {margin:.1%} of the slice's width" if margin else ""
     return (
-        f"Lungs: the lung network's outline joined with the infection mask. On the {test['n']} held-out test "
+        f"Lungs: the lung network's outline joined with the infection mask{rim}. On the {test['n']} held-out test "
         f"slices, {test['infection_inside_lungs']:.1%} of the radiologists' infection fell inside the computed "
         f"lungs, and this share differed from the radiologists' own share (same lungs) by "
         f"{test['share_error_pp_mean']:.1f} percentage points on average (median {test['share_error_pp_median']:.1f})."

@@ -11,7 +11,15 @@ from PIL import Image
 
 from core.cli import evaluate, train
 from core.data.ct import list_ct
-from core.transforms.lungs import count_lungs, dark_lungs, infected_share, lung_outline, pseudo_lungs
+from core.training.ct import MARGIN_GRID
+from core.transforms.lungs import (
+    count_lungs,
+    dark_lungs,
+    infected_share,
+    lung_outline,
+    margin_pixels,
+    pseudo_lungs,
+)
 from tests.helpers import data_path, synthetic_ct
 
 
@@ -68,6 +76,8 @@ def test_ct_lungs_train_then_evaluate_cli(tmp_path):
     tiny = ["--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64", "--widths", "4,8,8,16",
             "--batch-size", "4"]  # fmt: skip
     assert train.main(["ct-infection", *tiny]) == 0 and train.main(["ct-lungs", *tiny]) == 0
+    rule = json.loads((out / "ct-lungs.json").read_text())["decision_rule"]
+    assert rule["outline_margin"] in MARGIN_GRID and len(rule["grid"]) == len(MARGIN_GRID) and rule["validation_slices"]
     report = tmp_path / "ct-lungs.test.eval.json"
     assert evaluate.main(["ct-lungs", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
     result = json.loads(report.read_text())
@@ -75,6 +85,21 @@ def test_ct_lungs_train_then_evaluate_cli(tmp_path):
         assert key in result
     assert 0 <= result["infection_inside_lungs"] <= 1 and result["share_max"] <= 1
     assert (tmp_path / result["gallery"]).exists()
+
+
+def test_the_lung_outline_grows_by_its_margin_and_keeps_the_infection():
+    probability = np.zeros((200, 200), np.float32)
+    probability[50:150, 40:90] = 1.0
+    infection = np.zeros((200, 200), bool)
+    infection[100:110, 92:96] = True  # just outside the lung: infection is lung by definition
+    plain = lung_outline(probability, infection)
+    grown = lung_outline(probability, infection, margin=0.01)  # 2 px on a 200 px slice
+    assert margin_pixels(0.01, plain.shape) == 2
+    assert plain[infection].all() and grown[infection].all() and (grown >= plain).all()
+    assert not plain[100, 91] and grown[100, 91] and not grown[100, 40 - 3]
+    two = np.zeros((200, 200), np.float32)
+    two[50:150, 40:97] = two[50:150, 103:160] = 1.0  # two lungs 6 px apart
+    assert count_lungs(lung_outline(two, np.zeros((200, 200), bool), margin=0.02)) == 2  # 4 px each: still two
 
 
 def test_real_ct_folders():

@@ -19,6 +19,7 @@ def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, tas
 
     seen: dict = {}
     monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(ct_training, "tune_outline_margin", lambda *args, **kwargs: None)
     assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given]) == 0
     assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
 
@@ -35,6 +36,7 @@ def test_the_segmenters_train_the_architecture_asked_for(monkeypatch, tmp_path, 
     monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(mri_training, "train_segmentation", lambda *args, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(mri_training, "tune_postprocessing", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ct_training, "tune_outline_margin", lambda *args, **kwargs: None)
     argv = [task, "--data", str(tmp_path), "--out", str(tmp_path), "--encoder-blocks", "14", *given]
     assert train.main(argv) == 0
     assert seen["architecture"] == expected and seen["encoder_blocks"] == 14

@@ -14,7 +14,8 @@ import numpy as np
 from core.checks.metrics import dice, iou
 from core.data.ct import CtSlice, read_binary, read_grey
 from core.models.scan_model import ScanModel
-from core.transforms.lungs import count_lungs, infected_share, lung_outline
+from core.tasks.ct import computed_lungs
+from core.transforms.lungs import count_lungs, infected_share
 
 
 def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = True) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def evaluate_lungs(
     for item in slices:
         grey = read_grey(item.image)
         infection = infection_model.segment(grey) >= (infection_model.card.mask_threshold or 0.5)
-        lungs = lung_outline(lung_model.segment(grey), infection, lung_model.card.mask_threshold or 0.5)
+        lungs = computed_lungs(lung_model, grey, infection)
         truth = read_binary(item.mask)
         model_share, truth_share = infected_share(infection, lungs), infected_share(truth & lungs, lungs)
         rows.append({

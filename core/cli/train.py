@@ -27,12 +27,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use a subset (smoke runs)")
     parser.add_argument("--widths", type=str, default=None, help="channel widths per stage, comma separated")
     parser.add_argument("--segmentation-card", type=Path, default=Path("weights/mri-segmentation.json"))
+    parser.add_argument(
+        "--infection-card", type=Path, default=None,
+        help="ct-lungs: the infection model whose masks join the lungs (default OUT/ct-infection.json)",
+    )  # fmt: skip
     parser.add_argument("--init", type=Path, default=None, help="fine-tune from this pretrained backbone (.keras)")
     parser.add_argument("--name", type=str, default=None, help="model name when not the task's (a variant)")
     parser.add_argument(
         "--tune-only", action="store_true",
         help="mri-segmentation: only rechoose mask threshold, flip and component filter on validation patients; "
-        "mri-tumour: only rechoose how classifier and mask combine",
+        "mri-tumour: only rechoose how classifier and mask combine; ct-lungs: only rechoose the outline margin",
     )  # fmt: skip
     parser.add_argument(
         "--architecture",

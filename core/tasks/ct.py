@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from core.models.cards import InputSpec, ModelCard
 
 
@@ -46,3 +50,12 @@ def lung_card(size: int) -> ModelCard:
         ],
         data={"labels": "pseudo-labels: core.transforms.lungs.pseudo_lungs(slice, radiologists' infection mask)"},
     )
+
+
+def computed_lungs(lung_model: Any, pixels: np.ndarray, infection: np.ndarray) -> np.ndarray:
+    """The lungs of a CT slice as the app and the checks draw them: the lung network (a `ScanModel` of `ct-lungs`)
+    with its card's mask threshold and outline margin, joined with the infection mask."""
+    from core.transforms.lungs import lung_outline
+
+    margin = float(lung_model.card.decision_rule.get("outline_margin", 0.0))
+    return lung_outline(lung_model.segment(pixels), infection, lung_model.card.mask_threshold or 0.5, margin)

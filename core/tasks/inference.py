@@ -48,15 +48,16 @@ def segment_study(frames: list[np.ndarray]) -> np.ndarray:
 
 
 def ct_infection_and_lungs(pixels: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None):
-    """The infection mask of a CT slice, the lungs (`core.transforms.lungs.lung_outline`; None without the `ct-lungs`
+    """The infection mask of a CT slice, the lungs (`core.tasks.ct.computed_lungs`; None without the `ct-lungs`
     model) and the infected share of those lungs (at most 1)."""
-    from core.transforms.lungs import infected_share, lung_outline
+    from core.tasks.ct import computed_lungs
+    from core.transforms.lungs import infected_share
 
     result = segment_frame("ct-infection", pixels, pixel_spacing_mm)
     if not installed("ct-lungs"):
         return result, None, None
     lung_model = resident_model("ct-lungs")
-    lungs = lung_outline(lung_model.segment(pixels), result.mask, lung_model.card.mask_threshold or 0.5)
+    lungs = computed_lungs(lung_model, pixels, result.mask)
     return result, lungs, infected_share(result.mask, lungs)
 
 

@@ -82,10 +82,15 @@ def _fit_mri_tumour(args, common: dict[str, Any], optional: dict[str, Any]):
 
 def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
-        from core.training.ct import train_ct
+        from core.training.ct import train_ct, tune_outline_margin
 
-        return train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                        encoder_blocks=args.encoder_blocks)  # fmt: skip
+        if not args.tune_only:
+            train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
+                     encoder_blocks=args.encoder_blocks)  # fmt: skip
+        if target == "lungs":
+            infection_card = args.infection_card or args.out / "ct-infection.json"
+            return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
+        return None
 
     return fit
 

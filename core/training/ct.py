@@ -33,6 +33,12 @@ def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tupl
     return np.stack(images), np.stack(masks)[..., np.newaxis].astype(np.float32)
 
 
+def split_slices(slices: Sequence[CtSlice], seed: int, validation_count: int = 8) -> tuple[list, list]:
+    """(validation, train): `validation_count` slices drawn by `seed`, the rest for training."""
+    order = np.random.default_rng(seed).permutation(len(slices))
+    return [slices[i] for i in order[:validation_count]], [slices[i] for i in order[validation_count:]]
+
+
 def train_ct(
     data_dir: Path,
     out_dir: Path,
@@ -60,9 +66,7 @@ def train_ct(
     keras.utils.set_random_seed(seed)
     started = time.time()
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
-    order = np.random.default_rng(seed).permutation(len(slices))
-    validation = [slices[i] for i in order[:validation_count]]
-    train = [slices[i] for i in order[validation_count:]]
+    validation, train = split_slices(slices, seed, validation_count)
     card = lung_card(size) if target == "lungs" else infection_card(size)
     preparer = ScanModel(card, None)
     target_of = None
@@ -116,6 +120,7 @@ def train_ct(
         "The set has no patient ids: validation slices may share patients with training slices.",
         "n_train": len(train),
         "n_validation": len(validation),
+        "validation_slices": [item.image.stem for item in validation],
     }
     card.training = history_fields(
         fit.best, settings, started,
@@ -125,4 +130,62 @@ def train_ct(
     card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
     export_with_card(model, card, out_dir, log)
     log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, flip {card.test_time_flip}")
+    return card
+
+
+#: Outline margins tried, as shares of the slice's shorter side (0.0075 is 3 px on a 424 px slice).
+MARGIN_GRID = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02)
+MARGIN_TARGET = 0.99
+
+
+def _held_out_slices(card: ModelCard, slices: Sequence[CtSlice]) -> set[str]:
+    """The slices a CT model held out for validation (from its card, or redrawn from its seed)."""
+    named = card.data.get("validation_slices")
+    if named:
+        return set(named)
+    count = int(card.data.get("n_validation", 8))
+    return {item.image.stem for item in split_slices(slices, int(card.training.get("seed", 0)), count)[0]}
+
+
+def tune_outline_margin(
+    lungs_card: Path, infection_card: Path, data_dir: Path, log: Callable[[str], None] = print
+) -> ModelCard:
+    """Choose the lung outline's margin on the slices that both CT networks held out (never trained on): the
+    smallest margin of `MARGIN_GRID` under which the computed lungs hold at least 99% of the radiologists'
+    infection pixels (the largest tried if none does); write it and the grid into the lung card."""
+    from core.tasks.ct import computed_lungs
+
+    card = ModelCard.load(lungs_card)
+    lung_model, infection_model = ScanModel.load(card), ScanModel.load(ModelCard.load(infection_card))
+    slices = list_ct(data_dir)
+    held_out = _held_out_slices(card, slices) & _held_out_slices(infection_model.card, slices)
+    chosen_slices = [item for item in slices if item.image.stem in held_out]
+    if not chosen_slices:
+        raise ValueError("the two CT models share no held-out slice under this folder")
+    grid = []
+    for margin in MARGIN_GRID:
+        card.decision_rule = {"outline_margin": margin}
+        inside = total = 0
+        shares = []
+        for item in chosen_slices:
+            grey, truth = read_grey(item.image), read_binary(item.mask)
+            infection = infection_model.segment(grey) >= (infection_model.card.mask_threshold or 0.5)
+            lungs = computed_lungs(lung_model, grey, infection)
+            inside, total = inside + int((truth & lungs).sum()), total + int(truth.sum())
+            shares.append(float(lungs.mean()))
+        grid.append({"outline_margin": margin, "containment": inside / max(total, 1),
+                     "lung_share_of_slice_median": float(np.median(shares))})  # fmt: skip
+    reaching = [row for row in grid if row["containment"] >= MARGIN_TARGET]
+    best = reaching[0] if reaching else max(grid, key=lambda row: row["containment"])
+    card.decision_rule = {
+        "outline_margin": best["outline_margin"],
+        "chosen_by": f"the smallest margin (share of the slice's shorter side) under which the computed lungs hold "
+        f">= {MARGIN_TARGET:.0%} of the radiologists' infection pixels on the {len(chosen_slices)} train/ slices that "
+        "both CT networks held out for validation (python -m core.train ct-lungs --tune-only); test/ not used",
+        "validation_slices": sorted(held_out, key=lambda name: int(name) if name.isdigit() else name),
+        "grid": grid,
+    }
+    card.save()
+    log(f"outline margin {best['outline_margin']} (validation containment {best['containment']:.4f}); "
+        f"without a margin {grid[0]['containment']:.4f}")  # fmt: skip
     return card

@@ -4,7 +4,8 @@ The data hold no lung masks. Infection lies in the lung by definition, and healt
 inside the chest, so a training slice's lungs are taken as its dark lung regions joined with the radiologists'
 infection mask, closed and filled (`pseudo_lungs`). A network trained on those learns to include consolidated
 lung, which is as bright as soft tissue and which a threshold alone misses. At inference the lungs are the
-network's mask joined with the infection model's mask (`lung_outline`), so the infected share never exceeds 100%.
+network's mask joined with the infection model's mask (`lung_outline`), so the infected share never exceeds 100%,
+grown by a thin margin chosen on validation slices (`core.training.ct.tune_outline_margin`).
 
 Validation on the 48 test slices (no lung masks there either, so what exists is used): the share of the
 radiologist-marked infection pixels that fall inside the computed lungs, whether two lungs are found, the
@@ -63,11 +64,39 @@ def pseudo_lungs(grey: np.ndarray, infection: np.ndarray) -> np.ndarray:
     return _large_components(_fill_holes(lungs))
 
 
-def lung_outline(lung_probability: np.ndarray, infection: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def margin_pixels(margin: float, shape: tuple[int, ...]) -> int:
+    """An outline margin given as a share of the slice's shorter side, in whole pixels."""
+    return round(margin * min(shape[:2]))
+
+
+def lung_outline(
+    lung_probability: np.ndarray, infection: np.ndarray, threshold: float = 0.5, margin: float = 0.0
+) -> np.ndarray:
     """The lungs used for the share: the lung network's mask joined with the infection mask, filled, without
-    specks (infection is lung by definition, so the share is at most 100%)."""
+    specks, grown by `margin` (a share of the slice's shorter side: the subpleural rim that the dark-lung
+    pseudo-labels leave out); infection is lung by definition, so the share is at most 100%."""
     lungs = (np.asarray(lung_probability) >= threshold) | np.asarray(infection, bool)
-    return _large_components(_fill_holes(lungs)) | np.asarray(infection, bool)
+    lungs = _large_components(_fill_holes(lungs))
+    return _grow_apart(lungs, margin_pixels(margin, lungs.shape)) | np.asarray(infection, bool)
+
+
+def _grow_apart(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Each component grown by `radius` pixels, except where it would come within a pixel of another's growth:
+    two lungs stay two (the count and the outline drawn stay right)."""
+    if radius <= 0:
+        return mask
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+
+    def disc(r: int) -> np.ndarray:
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+    reach = np.zeros(mask.shape, bool)
+    claims = np.zeros(mask.shape, np.uint8)
+    for index in range(1, count):
+        component = (labels == index).astype(np.uint8)
+        reach |= cv2.dilate(component, disc(radius)) > 0
+        claims += (cv2.dilate(component, disc(radius + 1)) > 0).astype(np.uint8)
+    return mask | (reach & (claims < 2))
 
 
 def infected_share(infection: np.ndarray, lungs: np.ndarray) -> float | None:
