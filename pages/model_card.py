@@ -119,9 +119,12 @@ if card.task == "gate" and card.metrics.get("test"):
     columns = st.columns(4)
     for column, (kind, entry) in zip(columns, gate["per_kind"].items(), strict=False):
         column.metric(f"{kind}: wrongly rejected", f"{entry['false_rejection_rate']:.2%}", help=f"{entry['n']} images")
+    alone = gate["other"].get("rejection_rate_model_alone")
     columns[3].metric(
-        "non-medical: rejected", f"{gate['other']['rejection_rate']:.1%}", help=f"{gate['other']['n']} images"
-    )
+        "non-medical: rejected", f"{gate['other']['rejection_rate']:.1%}",
+        help=f"{gate['other']['n']} images; all checks (model, content, header)"
+        + (f"; the model alone rejects {alone:.1%}" if alone is not None else ""),
+    )  # fmt: skip
     st.json({"medical test images": gate["per_kind"], "non-medical test images": gate["other"]}, expanded=False)
 
 detector = card.findings.get("source_detector")

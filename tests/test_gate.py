@@ -136,3 +136,12 @@ def test_on_pydicoms_test_files_only_the_chest_radiographs_are_accepted(gate_mod
     accepted = table["accepted"]
     assert all(row["gate"] == "chest-xray" and row["modality"] == "CR" for row in accepted), accepted
     assert not any(row["modality"] in ("NM", "US", "PT") for row in accepted)
+
+
+def test_the_content_check_refuses_images_smaller_than_any_models_input():
+    from core.tasks.screening import MIN_SCAN_SIDE, content_refusal
+
+    texture = np.random.default_rng(0).random((200, 200)).astype(np.float32)
+    assert "25 x 25 pixels" in content_refusal(texture[:25, :25])
+    assert "pixels" in content_refusal(texture[: MIN_SCAN_SIDE - 1, :120])
+    assert content_refusal(texture[:MIN_SCAN_SIDE, :MIN_SCAN_SIDE]) == ""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.gate import medical_sources, other_images
+from core.data.gate import OTHER_SOURCES, medical_sources, other_images
 from core.io.loading import load_image
 from core.tasks.gate import (
     ACCEPT_PROBABILITY,
@@ -48,14 +48,25 @@ def evaluate_gate(model, data_root: Path, n_other: int = 1000, seed: int = 0, pr
     other_pixels = list(other_images("test", n_other, seed + 99))
     others = np.stack([gate_input(image) for image in other_pixels])
     threshold = model.card.threshold or ACCEPT_PROBABILITY
-    kinds = [
-        "other" if content_refusal(image) else verdict_from_probabilities(p, threshold).kind
-        for image, p in zip(other_pixels, model.probabilities(others), strict=True)
-    ]
+    by_model = [verdict_from_probabilities(p, threshold).kind for p in model.probabilities(others)]
+    by_content = [bool(content_refusal(image)) for image in other_pixels]
+    kinds = ["other" if refused else kind for kind, refused in zip(by_model, by_content, strict=True)]
+    per_source: dict[str, dict[str, Any]] = {}
+    for index, (image, model_kind, refused) in enumerate(zip(other_pixels, by_model, by_content, strict=True)):
+        row = per_source.setdefault(OTHER_SOURCES[index % len(OTHER_SOURCES)], {
+            "n": 0, "side_px_min": 10**6, "rejected": 0, "rejected_by_the_model_alone": 0, "rejected_by_content": 0,
+        })  # fmt: skip
+        row["n"] += 1
+        row["side_px_min"] = min(row["side_px_min"], int(min(image.shape[:2])))
+        row["rejected"] += int(refused or model_kind == "other")
+        row["rejected_by_the_model_alone"] += int(model_kind == "other")
+        row["rejected_by_content"] += int(refused)
     out["other"] = {
         "n": n_other,
         "verdicts": {kind: kinds.count(kind) for kind in GATE_CLASSES if kinds.count(kind)},
         "rejection_rate": kinds.count("other") / n_other,
+        "rejection_rate_model_alone": by_model.count("other") / n_other,
+        "per_source": per_source,
     }
     out["pydicom_test_files"] = pydicom_table(model)
     return out

@@ -129,6 +129,9 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image * gain + offset, 0, 1).astype(np.float32)
 
 
+OTHER_SOURCES = ("natural", "natural", "face", "scene")  # image `index` of `other_images` is OTHER_SOURCES[index % 4]
+
+
 def other_images(part: str, count: int, seed: int) -> Iterator[np.ndarray]:
     """`count` non-medical images for training ('train') or testing ('test'), from disjoint sources.
     Training images are also rotated and colour-jittered; test images are left as they are."""
@@ -136,10 +139,10 @@ def other_images(part: str, count: int, seed: int) -> Iterator[np.ndarray]:
     natural = natural_images(TRAIN_NATURAL) if part == "train" else natural_images(TEST_NATURAL) + sklearn_images()
     people = faces(part)
     for index in range(count):
-        choice = index % 4
-        if choice in (0, 1):
+        source = OTHER_SOURCES[index % len(OTHER_SOURCES)]
+        if source == "natural":
             image = random_crop(natural[int(rng.integers(len(natural)))], rng)
-        elif choice == 2:
+        elif source == "face":
             image = people[int(rng.integers(len(people)))]
         else:
             image = synthetic_scene(rng)

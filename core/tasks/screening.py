@@ -33,6 +33,8 @@ OTHER_PARTS = ("SHOULDER", "KNEE", "ABDOMEN", "PELVIS", "SPINE", "WHOLE BODY", "
                "WRIST", "ELBOW", "LIVER", "CARDIAC", "HEART", "PROSTATE", "EXTREMITY", "HAND", "FOOT", "LEG", "ARM",
                "KIDNEY", "BONE", "NECK")  # fmt: skip
 MIN_CONTRAST = 0.02  # a frame whose grey values spread less than this (1st to 99th percentile) is blank
+#: The fewest pixels a side that a scan may have: the gate's own input; every model here reads more.
+MIN_SCAN_SIDE = 64
 
 
 def header_refusal(image: LoadedImage, kind: str | None = None) -> str:
@@ -59,8 +61,15 @@ def header_refusal(image: LoadedImage, kind: str | None = None) -> str:
 
 
 def content_refusal(pixels: np.ndarray) -> str:
-    """Why the pixels rule the image out ('' when they do not): blank or nearly constant."""
+    """Why the pixels rule the image out ('' when they do not): smaller than any model's input, or blank or
+    nearly constant."""
     grey = np.asarray(pixels, np.float32)
+    height, width = grey.shape[:2]
+    if min(height, width) < MIN_SCAN_SIDE:
+        return (
+            f"it is only {width} x {height} pixels, smaller than any model here reads "
+            f"(a scan has at least {MIN_SCAN_SIDE} pixels a side)"
+        )
     grey = grey[..., :3].mean(axis=-1) if grey.ndim == 3 else grey
     low, high = np.percentile(grey[:: max(1, grey.shape[0] // 256), :: max(1, grey.shape[1] // 256)], [1, 99])
     if high - low < MIN_CONTRAST:
