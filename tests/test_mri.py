@@ -100,7 +100,10 @@ def test_real_lgg_folder_has_90_patients():
 
 
 @pytest.mark.slow
-def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
+@pytest.mark.parametrize(
+    "network", [["--widths", "4,8,8,16"], ["--architecture", "lite0-unet"]], ids=["resunet", "lite0-unet"]
+)
+def test_mri_train_and_evaluate_clis_end_to_end(tmp_path, network):
     import json
 
     from core.cli import evaluate, train
@@ -111,7 +114,7 @@ def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
         make_patient(data, f"TCGA_AB_{number:04d}_20000101", "kaggle", n_slices=4)
     out = tmp_path / "weights"
     common = ["--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4"]
-    assert train.main(["mri-segmentation", *common, "--size", "32", "--widths", "4,8,8,16"]) == 0
+    assert train.main(["mri-segmentation", *common, "--size", "32", *network]) == 0
     card = ModelCard.load(out / "mri-segmentation.json")
     assert len(card.data["test_patients"]) == 2 and 0.2 <= card.mask_threshold <= 0.8
     tumour_args = ["mri-tumour", *common, "--segmentation-card", str(out / "mri-segmentation.json")]
@@ -129,6 +132,7 @@ def test_mri_train_and_evaluate_clis_end_to_end(tmp_path):
 
     classifier = ScanModel.load("mri-tumour", out)
     assert ModelCard.load(out / "mri-tumour.json").data["test_patients"] == card.data["test_patients"]
+    assert classifier.card.cam_layer == ("block10_add" if "lite0-unet" in network else "last_conv")
     slice_rgb = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
     cam = heatmap(classifier, slice_rgb)
     assert cam.shape == (64, 64) and cam.min() >= 0 and cam.max() <= 1

@@ -42,6 +42,21 @@ def test_the_segmenters_train_the_architecture_asked_for(monkeypatch, tmp_path, 
     assert seen["architecture"] == expected and seen["encoder_blocks"] == 14
 
 
+def test_the_training_cli_writes_its_command_into_the_card(monkeypatch, tmp_path):
+    import core.training.mri as mri_training
+    from core.cli import train
+    from core.models.cards import InputSpec, ModelCard
+
+    card = ModelCard("mri-segmentation", "segmentation", "t", "brain-mri", "m.keras", ["tumour"], InputSpec(8, 8), [])
+    card.save(tmp_path / "mri-segmentation.json")
+    monkeypatch.setattr(mri_training, "train_segmentation", lambda *args, **kwargs: None)
+    monkeypatch.setattr(mri_training, "tune_postprocessing", lambda *args, **kwargs: card)
+    assert train.main(["mri-segmentation", "--data", str(tmp_path), "--out", str(tmp_path), "--size", "160"]) == 0
+    assert train.main(["mri-segmentation", "--data", str(tmp_path), "--out", str(tmp_path), "--tune-only"]) == 0
+    saved = ModelCard.load(tmp_path / "mri-segmentation.json").training
+    assert saved["command"].endswith("--size 160") and saved["tune_command"].endswith("--tune-only")
+
+
 def test_evaluating_a_chest_task_on_a_validation_split_is_refused(tmp_path, capsys):
     from core.cli import evaluate
 

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.models.cards import ModelCard
 from core.tasks.registry import TASKS
 from core.training.classifier import CLASSIFIER_ARCHITECTURES
 
@@ -64,7 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         }.items()
         if value is not None
     }
-    entry.fit(args, common, optional)
+    result = entry.fit(args, common, optional)
+    if isinstance(result, ModelCard) and result.path is not None:  # the card says which command made it
+        given = list(sys.argv[1:] if argv is None else argv)
+        result.training["tune_command" if args.tune_only else "command"] = shlex.join(
+            ["python", "-m", "core.train", *given]
+        )
+        result.save()
     return 0
 
 

@@ -95,12 +95,20 @@ def build_resunet(
     return keras.Model(inputs, outputs, name=name)
 
 
+def encoder_end(segmenter) -> str:
+    """The name of a segmenter's last encoder layer: the one that feeds its first decoder upsampling
+    (`last_conv` in the ResUNet, the last Lite0 block in the Lite0 U-Net)."""
+    first_up = next(layer for layer in segmenter.layers if layer.name.startswith("dec") and layer.name.endswith("_up"))
+    return first_up.input._keras_history.operation.name
+
+
 def classifier_from_encoder(segmenter, n_classes: int = 2, dropout: float = 0.3, name: str = "encoder_classifier"):
-    """A flat classifier reusing a segmentation network's encoder layers (up to `last_conv`), with a new head."""
+    """A flat classifier reusing a segmentation network's encoder layers (up to `encoder_end`), with a new head;
+    Grad-CAM reads that last encoder layer."""
     import keras
     from keras import layers
 
-    features = segmenter.get_layer(LAST_CONV).output
+    features = segmenter.get_layer(encoder_end(segmenter)).output
     x = layers.GlobalAveragePooling2D(name="gap")(features)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(n_classes, name="logits")(x)

@@ -16,7 +16,7 @@ import numpy as np
 from core.checks.metrics import dice
 from core.data.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
 from core.models.cards import InputSpec, ModelCard
-from core.models.networks import build_resunet, classifier_from_encoder
+from core.models.networks import build_resunet, classifier_from_encoder, encoder_end
 from core.models.scan_model import ScanModel
 from core.training.loops import (
     FitSettings,
@@ -250,6 +250,7 @@ def train_tumour(
     log(f"mri-tumour: train {len(x_train)} slices ({y_train.sum()} with tumour), validation {len(x_val)}")
 
     model = classifier_from_encoder(segmenter.keras_model, 2, name="mri_tumour_encoder")
+    card.cam_layer = encoder_end(segmenter.keras_model)
     augment = augment_pairs(seed)
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, m_train, y_train))
@@ -265,9 +266,9 @@ def train_tumour(
     validation_metrics = calibrate(card, fit.logits, y_val, "validation patients")
     card.threshold_method = "Youden's J on the validation patients' slices"
     card.architecture = (
-        "encoder of the mri-segmentation ResUNet (initialised from its trained weights: transfer from "
-        f"segmentation) + global average pooling + dropout + dense logits, all fine-tuned; {model.count_params():,} "
-        "parameters"
+        f"encoder of the mri-segmentation network ({segmenter.card.architecture.split(';')[0]}), initialised from its "
+        "trained weights (transfer from segmentation), + global average pooling + dropout + dense logits, all "
+        f"fine-tuned; {model.count_params():,} parameters"
     )
     card.data = _split_info(train, validation, test, seed)
     card.training = history_fields(
