@@ -59,13 +59,16 @@ def test_ct_train_then_evaluate_cli(tmp_path):
     out = tmp_path / "weights"
     out.mkdir()
     args = ["ct-infection", "--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64"]
-    assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4"]) == 0
+    assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]) == 0
+    assert "per slice" in json.loads((out / "ct-infection.json").read_text())["training"]["loss"]
     report = tmp_path / "ct.json"
     assert evaluate.main(["ct-infection", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
     result = json.loads(report.read_text())
     for key in ("n", "dice_mean", "iou_mean", "sensitivity", "specificity"):
         assert key in result
-    assert result["n"] == 10
+    assert result["n"] == 10 and len(result["per_slice"]) == 10
+    spread = result["dice_spread"]
+    assert spread["min"] <= spread["q25"] <= result["dice_median"] <= spread["q75"] <= spread["max"]
 
 
 @pytest.mark.slow

@@ -129,3 +129,15 @@ def test_every_training_module_uses_the_shared_loops():
         and re.search(r"compile_cosine\(|export_model\(|\b(model|net)\.fit\(|class_weight = \{", path.read_text())
     ]
     assert offenders == []
+
+
+def test_the_per_slice_dice_loss_weighs_a_missed_small_lesion_as_much_as_a_large_one():
+    from core.training.loops import dice_bce_loss, slice_dice_bce_loss
+
+    truth = np.zeros((2, 16, 16, 1), np.float32)
+    truth[0, :8, :8] = truth[1, :2, :2] = 1.0
+    found = np.where(np.arange(2)[:, None, None, None] == 0, truth * 0.9, 0.0).astype(np.float32)  # the large one
+    batch, per_slice = float(dice_bce_loss(truth, found)), float(slice_dice_bce_loss(truth, found))
+    assert per_slice > batch + 0.3  # the missed 4-pixel lesion costs half the Dice term, not 1/17 of it
+    one = truth[:1] * 0.9
+    assert abs(float(dice_bce_loss(truth[:1], one)) - float(slice_dice_bce_loss(truth[:1], one))) < 1e-6

@@ -32,6 +32,8 @@ def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = Tr
         tn = int((~predicted & ~truth).sum())
         rows.append(
             {
+                "slice": item.image.stem,
+                "infection_share_of_slice": round(float(truth.mean()), 4),
                 "dice": dice(predicted, truth),
                 "iou": iou(predicted, truth),
                 "sensitivity": tp / int(truth.sum()) if truth.any() else float("nan"),  # undefined without infection
@@ -47,8 +49,17 @@ def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = Tr
         "n_slices_with_infection": int(sum(not np.isnan(r["sensitivity"]) for r in rows)),
         "specificity": float(np.mean([r["specificity"] for r in rows])),
         "dice_median": float(np.median([r["dice"] for r in rows])),
+        "dice_spread": _spread([r["dice"] for r in rows]),
         "latency_ms_per_slice": 1000 * elapsed / max(len(rows), 1),
+        "per_slice": [{key: r[key] for key in ("slice", "infection_share_of_slice", "dice")} for r in rows],
     }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Standard deviation, quartiles and extremes of per-slice figures."""
+    q25, q75 = np.percentile(values, [25, 75]) if values else (float("nan"),) * 2
+    return {"std": float(np.std(values)), "q25": float(q25), "q75": float(q75),
+            "min": float(np.min(values)), "max": float(np.max(values))} if values else {}  # fmt: skip
 
 
 def evaluate_lungs(

@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="chest classifiers: the compact CNN, or EfficientNet-Lite0 from ImageNet / from scratch; "
         "CT and MRI segmentation: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
     )
+    parser.add_argument(
+        "--dice", choices=["batch", "per-slice"], default="batch",
+        help="CT segmenters: the soft Dice of the loss over the whole batch, or the mean of each slice's",
+    )  # fmt: skip
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
     if not args.data.is_dir():

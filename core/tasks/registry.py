@@ -86,7 +86,7 @@ def _fit_ct(target: str) -> Fit:
 
         if not args.tune_only:
             train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                     encoder_blocks=args.encoder_blocks)  # fmt: skip
+                     encoder_blocks=args.encoder_blocks, dice_loss=args.dice)  # fmt: skip
         if target == "lungs":
             infection_card = args.infection_card or args.out / "ct-infection.json"
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])

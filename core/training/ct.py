@@ -55,6 +55,7 @@ def train_ct(
     target: str = "infection",
     architecture: str = "resunet",
     encoder_blocks: int = 11,
+    dice_loss: str = "batch",
 ) -> ModelCard:
     """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
@@ -103,7 +104,7 @@ def train_ct(
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
     settings = FitSettings(epochs, batch_size, learning_rate, patience, seed)
-    fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, choose_flip=True)
+    fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, choose_flip=True, dice=dice_loss)
     card.mask_threshold, card.test_time_flip, validation_dice = (
         fit.mask_threshold,
         fit.test_time_flip,
@@ -124,7 +125,7 @@ def train_ct(
     }
     card.training = history_fields(
         fit.best, settings, started,
-        loss="binary cross-entropy + (1 - soft Dice)",
+        loss="binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")"),
         augmentation="horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
     )  # fmt: skip
     card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}

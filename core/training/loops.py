@@ -150,6 +150,23 @@ def dice_bce_loss(y_true, y_pred):
     return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - soft_dice)
 
 
+def slice_dice_bce_loss(y_true, y_pred):
+    """Binary cross-entropy plus (1 - the mean of each slice's soft Dice): a small lesion weighs as much as a
+    large one, as in the mean per-slice Dice that the CT evaluation reports."""
+    import keras.ops as ops
+    from keras.losses import binary_crossentropy
+
+    smooth = 1.0
+    axes = (1, 2, 3)
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes) + smooth)
+    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - ops.mean(soft_dice))
+
+
+#: The segmenters' losses by name (`--dice` of the training CLI).
+SEGMENTER_LOSSES = {"batch": dice_bce_loss, "per-slice": slice_dice_bce_loss}
+
+
 @dataclass
 class SegmenterFit:
     """What the segmenter loop leaves: the history, and the mask threshold and test-time flip chosen on
@@ -171,8 +188,10 @@ def fit_segmenter(
     log: Log = print,
     metric: str = "Dice",
     choose_flip: bool = False,
+    dice: str = "batch",
 ) -> SegmenterFit:
-    """Train a sigmoid-mask network on endless `batches` of (image, mask), `steps` an epoch, with BCE + soft Dice;
+    """Train a sigmoid-mask network on endless `batches` of (image, mask), `steps` an epoch, with BCE + soft Dice
+    (over the batch, or per slice with `dice` "per-slice");
     keep the epoch with the best `validation_dice(probabilities, 0.5)`, then choose the mask threshold (and, with
     `choose_flip`, whether to average with the mirror image's mask) on validation."""
     import tensorflow as tf
@@ -183,7 +202,7 @@ def fit_segmenter(
         return predict_in_batches(forward, x)[..., 0]
 
     score = lambda: validation_dice(probabilities(x_val), 0.5)  # noqa: E731
-    best = _train(model, batches, steps, True, settings, dice_bce_loss, score, metric, log)
+    best = _train(model, batches, steps, True, settings, SEGMENTER_LOSSES[dice], score, metric, log)
     plain = probabilities(x_val)
     choices = {False: best_mask_threshold(lambda t: validation_dice(plain, t))}
     if choose_flip:  # the mean with the mirror image's mask, mirrored back
