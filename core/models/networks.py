@@ -150,3 +150,21 @@ def lite0_unet(
             x = layers.ReLU(name=f"dec{level}_relu{part}")(x)
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
     return keras.Model(encoder.input, outputs, name=name)
+
+
+def build_segmenter(
+    architecture: str, size: int, widths: Sequence[int], encoder_blocks: int, prefix: str
+) -> tuple[object, str]:
+    """(network, its description for the card): the ResUNet (`widths`), or with `architecture` "lite0-unet" the
+    U-Net on the first `encoder_blocks` ImageNet Lite0 blocks; named `{prefix}_resunet` / `{prefix}_lite0_unet`."""
+    if architecture == "lite0-unet":
+        model = lite0_unet(size, imagenet=True, blocks=encoder_blocks, name=f"{prefix}_lite0_unet")
+        return model, (
+            f"U-Net on EfficientNet-Lite0 blocks 0-{encoder_blocks - 1} from ImageNet (decoder: bilinear x2, skip, "
+            f"two 3x3 conv + BN + ReLU per level), sigmoid mask; {model.count_params():,} parameters"
+        )
+    model = build_resunet((size, size, 3), tuple(widths), name=f"{prefix}_resunet")
+    return model, (
+        f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
+        f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
+    )

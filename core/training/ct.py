@@ -12,7 +12,7 @@ import numpy as np
 from core.checks.metrics import dice
 from core.data.ct import CtSlice, list_ct, read_binary, read_grey
 from core.models.cards import ModelCard
-from core.models.networks import build_resunet
+from core.models.networks import build_segmenter
 from core.models.scan_model import ScanModel
 from core.tasks.ct import infection_card, lung_card
 from core.training.loops import FitSettings, export_with_card, fit_segmenter, history_fields
@@ -78,17 +78,7 @@ def train_ct(
     x_train, y_train = _load(train, size, preparer.prepare, target_of)
     x_val, y_val = _load(validation, size, preparer.prepare, target_of)
     log(f"{card.name}: train {len(x_train)} / validation {len(x_val)} slices")
-    if architecture == "lite0-unet":
-        from core.models.networks import lite0_unet
-
-        model = lite0_unet(size, imagenet=True, blocks=encoder_blocks, name="ct_lite0_unet")
-        description = (
-            f"U-Net on EfficientNet-Lite0 blocks 0-{encoder_blocks - 1} from ImageNet (decoder: bilinear x2, skip, "
-            f"two 3x3 conv + BN + ReLU per level), {model.count_params():,} parameters"
-        )
-    else:
-        model = build_resunet((size, size, 3), tuple(widths), name="ct_resunet")
-        description = f"ResUNet widths {list(widths)} (as mri-segmentation), {model.count_params():,} parameters"
+    model, description = build_segmenter(architecture, size, widths, encoder_blocks, "ct")
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))

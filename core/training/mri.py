@@ -16,7 +16,7 @@ import numpy as np
 from core.checks.metrics import dice
 from core.data.mri import MriPatient, list_patients, read_mask, read_slice, resize_mask, split_patients
 from core.models.cards import InputSpec, ModelCard
-from core.models.networks import build_resunet, classifier_from_encoder, encoder_end
+from core.models.networks import build_segmenter, classifier_from_encoder, encoder_end
 from core.models.scan_model import ScanModel
 from core.training.loops import (
     FitSettings,
@@ -136,20 +136,7 @@ def train_segmentation(
         f"validation {len(x_val)}"
     )
 
-    if architecture == "lite0-unet":
-        from core.models.networks import lite0_unet
-
-        model = lite0_unet(size, imagenet=True, blocks=encoder_blocks, name="mri_lite0_unet")
-        description = (
-            f"U-Net on EfficientNet-Lite0 blocks 0-{encoder_blocks - 1} from ImageNet (decoder: bilinear x2, skip, "
-            f"two 3x3 conv + BN + ReLU per level), sigmoid mask; {model.count_params():,} parameters"
-        )
-    else:
-        model = build_resunet((size, size, 3), tuple(widths), name="mri_resunet")
-        description = (
-            f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
-            f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
-        )
+    model, description = build_segmenter(architecture, size, widths, encoder_blocks, "mri")
     has_tumour = y_train.reshape(len(y_train), -1).max(axis=1) > 0
     # Balanced epochs: every tumour slice once, and as many slices without tumour drawn at random.
     steps = int(np.ceil(2 * has_tumour.sum() / batch_size))
