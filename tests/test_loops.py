@@ -97,6 +97,40 @@ def test_fit_segmenter_chooses_threshold_and_flip_on_validation():
     assert {0.2, 0.8} <= set(seen)  # the whole threshold grid was tried
 
 
+def test_an_interrupted_training_resumes_after_its_last_saved_epoch(tmp_path):
+    """Stopped during epoch 2, a rerun with `resume` starts at epoch 2 with the saved weights, optimiser step
+    count (the cosine schedule's position) and best epoch, and ends with the history of all three epochs."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 16, 16, 3)).astype(np.float32)
+    y = (x[..., :1] > 0.5).astype(np.float32)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(4)
+    scores = iter([0.5, KeyboardInterrupt])
+
+    def interrupted(probabilities, threshold):
+        value = next(scores)
+        if value is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return value
+
+    checkpoint = tmp_path / ".checkpoints" / "toy.keras"
+    settings = FitSettings(epochs=3, batch_size=4, learning_rate=1e-3, patience=5, seed=0, checkpoint=checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        fit_segmenter(build_resunet((16, 16, 3), (2, 4, 4), name="toy"), batches, 2, x, interrupted, settings,
+                      log=lambda _: None)  # fmt: skip
+    assert settings.state.path.exists()
+
+    logged: list[str] = []
+    model = build_resunet((16, 16, 3), (2, 4, 4), name="toy")
+    resumed = FitSettings(**{**settings.__dict__, "resume": True})
+    fit = fit_segmenter(model, batches, 2, x, lambda p, t: 0.4, resumed, log=logged.append)
+    assert any("after epoch 1" in line for line in logged)
+    assert [row["epoch"] for row in fit.best.history] == [1, 2, 3]
+    assert fit.best.epoch == 1 and fit.best.score == 0.5  # the saved best (0.5) beats the resumed run's 0.4s
+    assert int(model.optimizer.iterations.numpy()) == 3 * 2  # the saved step count went on from 2
+
+
 @pytest.mark.slow
 def test_the_gate_and_the_chest_backbone_train_through_the_loop(tmp_path):
     from core.cli import train

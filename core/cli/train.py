@@ -14,6 +14,8 @@ from core.tasks.registry import TASKS
 from core.training.classifier import CLASSIFIER_ARCHITECTURES
 
 ARCHITECTURES = (*CLASSIFIER_ARCHITECTURES, "resunet", "lite0-unet")
+#: The tasks whose training saves a state after every epoch (the long ones).
+RESUMABLE = ("pneumonia", "pneumonia-type", "covid", "mri-segmentation", "ct-infection", "ct-lungs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,11 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CT and MRI segmentation: the ResUNet or a U-Net on the ImageNet Lite0 encoder",
     )
     parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted training from the state saved after its last epoch "
+        f"(OUT/.checkpoints/NAME.state.npz; {', '.join(RESUMABLE)})",
+    )  # fmt: skip
+    parser.add_argument(
         "--dice", choices=["batch", "per-slice"], default="batch",
         help="CT segmenters: the soft Dice of the loss over the whole batch, or the mean of each slice's",
     )  # fmt: skip
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
+    if args.resume and args.task not in RESUMABLE:
+        parser.error(f"--resume: {args.task} trains in minutes and saves no state; resumable: {', '.join(RESUMABLE)}")
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
     entry = TASKS[args.task]

@@ -54,7 +54,7 @@ def _fit_chest(args, common: dict[str, Any], optional: dict[str, Any]):
     from core.training.classifier import train_classifier
 
     return train_classifier(args.task, args.data, args.out, init_from=args.init, name=args.name,
-                            architecture=args.architecture, **common, **optional)  # fmt: skip
+                            architecture=args.architecture, resume=args.resume, **common, **optional)  # fmt: skip
 
 
 def _segmenter(args) -> str:
@@ -67,7 +67,7 @@ def _fit_mri_segmentation(args, common: dict[str, Any], optional: dict[str, Any]
 
     if not args.tune_only:
         train_segmentation(args.data, args.out, **common, **optional, architecture=_segmenter(args),
-                           encoder_blocks=args.encoder_blocks)  # fmt: skip
+                           encoder_blocks=args.encoder_blocks, resume=args.resume)  # fmt: skip
     return tune_postprocessing(args.out / "mri-segmentation.json", args.data, log=common["log"])
 
 
@@ -86,7 +86,7 @@ def _fit_ct(target: str) -> Fit:
 
         if not args.tune_only:
             train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                     encoder_blocks=args.encoder_blocks, dice_loss=args.dice)  # fmt: skip
+                     encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
         if target == "lungs":
             infection_card = args.infection_card or args.out / "ct-infection.json"
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])

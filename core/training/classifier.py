@@ -141,6 +141,7 @@ def train_classifier(
     name: str | None = None,
     architecture: str = "cnn",
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> ModelCard:
     """Train, calibrate and save one classifier; returns its card (saved beside the weights).
 
@@ -210,7 +211,7 @@ def train_classifier(
     log(f"model: {model.count_params():,} parameters, input {size}x{size}x1")
 
     settings = FitSettings(
-        epochs, batch_size, learning_rate, patience, seed, out_dir / ".checkpoints" / f"{name}.keras"
+        epochs, batch_size, learning_rate, patience, seed, out_dir / ".checkpoints" / f"{name}.keras", resume
     )
     steps = int(np.ceil(len(x_train) / batch_size))
     fit = fit_classifier(model, augmented_batches(x_train, y_train, batch_size, seed), steps, x_val, y_val,

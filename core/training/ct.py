@@ -56,6 +56,7 @@ def train_ct(
     architecture: str = "resunet",
     encoder_blocks: int = 11,
     dice_loss: str = "batch",
+    resume: bool = False,
 ) -> ModelCard:
     """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
@@ -93,7 +94,8 @@ def train_ct(
     def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
-    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed)
+    checkpoint = Path(out_dir) / ".checkpoints" / f"{card.name}.keras"
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint, resume)
     fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, choose_flip=True, dice=dice_loss)
     card.mask_threshold, card.test_time_flip, validation_dice = (
         fit.mask_threshold,

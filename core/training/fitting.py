@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,43 @@ def compile_cosine(model, learning_rate: float, steps_per_epoch: int, epochs: in
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=loss)
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a training stands after an epoch, in one `.npz` file (written atomically): the network's weights,
+    the optimiser's variables (its step count drives the cosine schedule), the best epoch so far with its
+    weights, and the history. `python -m core.train ... --resume` continues from it."""
+
+    path: Path
+
+    def save(self, model, best: BestEpoch, epochs_done: int) -> None:
+        import numpy as np
+
+        arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+        arrays |= {f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)}
+        arrays |= {f"b{i}": w for i, w in enumerate(best.weights or [])}
+        meta = {"epochs_done": epochs_done, "best_score": best.score, "best_epoch": best.epoch, "history": best.history}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial.npz")
+        np.savez(partial, **arrays)
+        partial.replace(self.path)
+
+    def restore(self, model, best: BestEpoch) -> int:
+        """Load the saved state into a compiled `model` and into `best`; returns the epochs already done."""
+        import numpy as np
+
+        with np.load(self.path) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            count = lambda prefix: sum(key.startswith(prefix) and key[1:].isdigit() for key in data.files)  # noqa: E731
+            model.set_weights([data[f"w{i}"] for i in range(count("w"))])
+            model.optimizer.build(model.trainable_variables)
+            for variable, index in zip(model.optimizer.variables, range(count("o")), strict=True):
+                variable.assign(data[f"o{index}"])
+            best.weights = [data[f"b{i}"] for i in range(count("b"))] or None
+        best.score, best.epoch, best.history = meta["best_score"], meta["best_epoch"], meta["history"]
+        return int(meta["epochs_done"])
+
+
 def best_epoch_monitor(
     model,
     score: Callable[[], float],
@@ -37,9 +75,11 @@ def best_epoch_monitor(
     patience: int,
     log: Callable[[str], None],
     checkpoint: Path | None = None,
+    state: TrainingState | None = None,
 ):
     """A Keras callback scoring the model on validation after every epoch: it keeps the best weights
-    (and saves them to `checkpoint`), logs progress, and stops after `patience` epochs without gain."""
+    (and saves them to `checkpoint`), logs progress, stops after `patience` epochs without gain, and saves
+    the `state` to resume from."""
     import keras
 
     best = BestEpoch()
@@ -60,6 +100,8 @@ def best_epoch_monitor(
                 f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation {metric} {value:.4f}{marker} "
                 f"({time.time() - started:.0f}s)"
             )
+            if state is not None:
+                state.save(model, best, epoch + 1)
             if epoch + 1 - best.epoch >= patience:
                 log(f"early stop: no improvement for {patience} epochs")
                 self.model.stop_training = True

@@ -19,7 +19,14 @@ import numpy as np
 from core.checks.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
 from core.models.cards import ModelCard, sha256_of
 from core.models.scan_model import softmax
-from core.training.fitting import BestEpoch, best_epoch_monitor, best_mask_threshold, compile_cosine, export_model
+from core.training.fitting import (
+    BestEpoch,
+    TrainingState,
+    best_epoch_monitor,
+    best_mask_threshold,
+    compile_cosine,
+    export_model,
+)
 
 Log = Callable[[str], None]
 
@@ -34,7 +41,12 @@ class FitSettings:
     learning_rate: float
     patience: int | None = 8
     seed: int = 0
-    checkpoint: Path | None = None
+    checkpoint: Path | None = None  # the best weights; the state to resume from is saved beside it
+    resume: bool = False  # continue from the saved state, when there is one
+
+    @property
+    def state(self) -> TrainingState | None:
+        return None if self.checkpoint is None else TrainingState(self.checkpoint.with_suffix(".state.npz"))
 
 
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -61,14 +73,20 @@ def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, lo
     last) weights. `repeated`: the dataset is endless, so an epoch is `steps` batches."""
     compile_cosine(model, settings.learning_rate, steps, settings.epochs, loss)
     fixed = settings.patience is None
-    callbacks, best = [], BestEpoch()
+    callbacks, best, done = [], BestEpoch(), 0
     if score is not None:
         patience = settings.epochs + 1 if fixed else settings.patience
         monitor, best = best_epoch_monitor(model, score, metric, settings.epochs, patience, log,
-                                           checkpoint=None if fixed else settings.checkpoint)  # fmt: skip
+                                           checkpoint=None if fixed else settings.checkpoint,
+                                           state=settings.state)  # fmt: skip
         callbacks.append(monitor)
-    model.fit(dataset, epochs=settings.epochs, steps_per_epoch=steps if repeated else None,
-              class_weight=class_weight, callbacks=callbacks, verbose=0)  # fmt: skip
+        state = settings.state
+        if settings.resume and state is not None and state.path.exists():
+            done = state.restore(model, best)
+            log(f"resumed from {state.path} after epoch {done} (best so far: epoch {best.epoch})")
+    if done < settings.epochs and (fixed or done - best.epoch < settings.patience):
+        model.fit(dataset, epochs=settings.epochs, initial_epoch=done, steps_per_epoch=steps if repeated else None,
+                  class_weight=class_weight, callbacks=callbacks, verbose=0)  # fmt: skip
     if not fixed and best.weights is not None:
         model.set_weights(best.weights)
     else:

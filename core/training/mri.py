@@ -95,6 +95,7 @@ def train_segmentation(
     log: Callable[[str], None] = print,
     architecture: str = "resunet",
     encoder_blocks: int = 11,
+    resume: bool = False,
 ) -> ModelCard:
     """Train the tumour segmenter: the ResUNet (`widths`), or with `architecture` "lite0-unet" a U-Net on the
     first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder from ImageNet (the three MRI sequences fill
@@ -154,7 +155,7 @@ def train_segmentation(
         .prefetch(tf.data.AUTOTUNE)
     )
     checkpoint = out_dir / ".checkpoints" / "mri-segmentation.keras"
-    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint)
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint, resume)
     masks_val = y_val[..., 0]
     fit = fit_segmenter(
         model, batches, steps, x_val,
