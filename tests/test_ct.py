@@ -60,7 +60,8 @@ def test_ct_train_then_evaluate_cli(tmp_path):
     out.mkdir()
     args = ["ct-infection", "--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64"]
     assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]) == 0
-    assert "per slice" in json.loads((out / "ct-infection.json").read_text())["training"]["loss"]
+    training = json.loads((out / "ct-infection.json").read_text())["training"]
+    assert "per slice" in training["loss"] and training["command"].endswith("--dice per-slice")
     report = tmp_path / "ct.json"
     assert evaluate.main(["ct-infection", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
     result = json.loads(report.read_text())
@@ -100,9 +101,14 @@ def test_the_lung_outline_grows_by_its_margin_and_keeps_the_infection():
     assert margin_pixels(0.01, plain.shape) == 2
     assert plain[infection].all() and grown[infection].all() and (grown >= plain).all()
     assert not plain[100, 91] and grown[100, 91] and not grown[100, 40 - 3]
-    two = np.zeros((200, 200), np.float32)
-    two[50:150, 40:97] = two[50:150, 103:160] = 1.0  # two lungs 6 px apart
-    assert count_lungs(lung_outline(two, np.zeros((200, 200), bool), margin=0.02)) == 2  # 4 px each: still two
+    for gap in range(1, 9):  # two lungs `gap` px apart, side by side and corner to corner, grown 1-6 px each
+        side = np.zeros((200, 200), np.float32)
+        side[50:150, 40:97] = side[50:150, 97 + gap : 160] = 1.0
+        corner = np.zeros((200, 200), np.float32)
+        corner[20:100, 20:100] = corner[100 + gap : 180, 100 + gap : 180] = 1.0
+        for margin in (0.005, 0.01, 0.015, 0.02, 0.025, 0.03):
+            for lungs in (side, corner):
+                assert count_lungs(lung_outline(lungs, np.zeros((200, 200), bool), margin=margin)) == 2, (gap, margin)
 
 
 def test_real_ct_folders():

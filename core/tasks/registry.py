@@ -84,13 +84,14 @@ def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
         from core.training.ct import train_ct, tune_outline_margin
 
+        card = None
         if not args.tune_only:
-            train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                     encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
+            card = train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
+                            encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
         if target == "lungs":
             infection_card = args.infection_card or args.out / "ct-infection.json"
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
-        return None
+        return card
 
     return fit
 

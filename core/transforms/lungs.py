@@ -81,8 +81,8 @@ def lung_outline(
 
 
 def _grow_apart(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Each component grown by `radius` pixels, except where it would come within a pixel of another's growth:
-    two lungs stay two (the count and the outline drawn stay right)."""
+    """Each component grown by `radius` pixels, except where it would come within two pixels of another's reach
+    (so not even a diagonal step joins them): two lungs stay two (the count and the outline drawn stay right)."""
     if radius <= 0:
         return mask
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
@@ -95,7 +95,7 @@ def _grow_apart(mask: np.ndarray, radius: int) -> np.ndarray:
     for index in range(1, count):
         component = (labels == index).astype(np.uint8)
         reach |= cv2.dilate(component, disc(radius)) > 0
-        claims += (cv2.dilate(component, disc(radius + 1)) > 0).astype(np.uint8)
+        claims += (cv2.dilate(component, disc(radius + 2)) > 0).astype(np.uint8)  # 8-connected: keep 2 px apart
     return mask | (reach & (claims < 2))
 
 
