@@ -58,8 +58,8 @@ def train_ct(
     dice_loss: str = "batch",
     resume: bool = False,
 ) -> ModelCard:
-    """Train the infection ResUNet on `data_dir` (train/ only); 8 of its slices are held for validation.
-    With ``target="lungs"``: the lung ResUNet (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
+    """Train the infection segmenter on `data_dir` (train/ only); 8 of its slices are held for validation.
+    With ``target="lungs"``: the lung network (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
     `architecture` "lite0-unet": a U-Net on the first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder
     from ImageNet (`widths` unused)."""
     import keras

@@ -1,4 +1,5 @@
-"""Brain MRI training: `mri-segmentation` (ResUNet, Dice + BCE) and `mri-tumour` (its encoder, fine-tuned).
+"""Brain MRI training: `mri-segmentation` (a U-Net on the ImageNet Lite0 encoder, or the ResUNet; Dice + BCE) and
+`mri-tumour` (a segmenter's encoder, fine-tuned).
 
 Patients are split train / validation / test by a fixed seed (never by slice); the mask threshold,
 decision threshold and temperature are chosen on validation patients only.
@@ -196,7 +197,7 @@ def train_tumour(
     limit: int | None = None,
     log: Callable[[str], None] = print,
 ) -> ModelCard:
-    """Slice-level tumour yes/no: the trained ResUNet's encoder plus a new head, all fine-tuned."""
+    """Slice-level tumour yes/no: the trained segmenter's encoder plus a new head, all fine-tuned."""
     import keras
     import tensorflow as tf
 
