@@ -33,7 +33,7 @@ def lung_validation() -> str | None:
     if "infection_inside_lungs" not in test:
         return None
     margin = float(card.decision_rule.get("outline_margin", 0.0))
-    rim = f", grown by a rim of {margin:.1%} of the slice's width" if margin else ""
+    rim = f", grown by a rim of {margin:.1%} of the slice's shorter side" if margin else ""
     return (
         f"Lungs: the lung network's outline joined with the infection mask{rim}. On the {test['n']} held-out test "
         f"slices, {test['infection_inside_lungs']:.1%} of the radiologists' infection fell inside the computed "

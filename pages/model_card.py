@@ -101,7 +101,7 @@ if card.name == "ct-lungs" and test and "infection_inside_lungs" in test:
     spread = f"median {test['share_error_pp_median']:.1f} pp, largest {test['share_error_pp_max']:.1f} pp"
     columns[3].metric("Infected-share error, mean", f"{test['share_error_pp_mean']:.1f} pp", help=spread)
     if card.decision_rule.get("outline_margin"):
-        st.caption(f"The outline is grown by {card.decision_rule['outline_margin']:.1%} of the slice's width: "
+        st.caption(f"The outline is grown by {card.decision_rule['outline_margin']:.1%} of the slice's shorter side: "
                    f"{card.decision_rule.get('chosen_by', '')}.")  # fmt: skip
     gallery = card.weights_path.with_name("ct-lungs.gallery.jpg")
     if gallery.exists():

@@ -98,9 +98,13 @@ def test_fit_segmenter_chooses_threshold_and_flip_on_validation():
 
 
 def test_an_interrupted_training_resumes_after_its_last_saved_epoch(tmp_path):
-    """Stopped during epoch 2, a rerun with `resume` starts at epoch 2 with the saved weights, optimiser step
-    count (the cosine schedule's position) and best epoch, and ends with the history of all three epochs."""
+    """Stopped during epoch 2, a rerun with `resume` starts at epoch 2 with the saved weights, optimiser state
+    (the step count is the cosine schedule's position) and best epoch, and ends with the history of all three
+    epochs; a run with other settings refuses the state, and without a state `resume` starts afresh."""
+    import keras
     import tensorflow as tf
+
+    from core.training.fitting import StateMismatchError
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (8, 16, 16, 3)).astype(np.float32)
@@ -114,21 +118,45 @@ def test_an_interrupted_training_resumes_after_its_last_saved_epoch(tmp_path):
             raise KeyboardInterrupt
         return value
 
+    def network():
+        keras.utils.set_random_seed(0)  # as every trainer does first: the same start
+        return build_resunet((16, 16, 3), (2, 4, 4), name="toy")
+
     checkpoint = tmp_path / ".checkpoints" / "toy.keras"
     settings = FitSettings(epochs=3, batch_size=4, learning_rate=1e-3, patience=5, seed=0, checkpoint=checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        fit_segmenter(build_resunet((16, 16, 3), (2, 4, 4), name="toy"), batches, 2, x, interrupted, settings,
-                      log=lambda _: None)  # fmt: skip
-    assert settings.state.path.exists()
+        fit_segmenter(network(), batches, 2, x, interrupted, settings, log=lambda _: None)
+    saved = settings.state().path
+    assert saved.exists()
+    with np.load(saved) as state:
+        first_moment = state["o1"].copy()
+
+    other = FitSettings(**{**settings.__dict__, "resume": True, "learning_rate": 2e-3})
+    with pytest.raises(StateMismatchError):
+        fit_segmenter(network(), batches, 2, x, lambda p, t: 0.4, other, log=lambda _: None)
 
     logged: list[str] = []
-    model = build_resunet((16, 16, 3), (2, 4, 4), name="toy")
+    model = network()
     resumed = FitSettings(**{**settings.__dict__, "resume": True})
+    restored: list[np.ndarray] = []
+    original_fit = model.fit
+
+    def fit_and_look(*args, **kwargs):  # the optimiser state as `fit` starts from it
+        restored.append(np.asarray(model.optimizer.variables[1].numpy()))
+        return original_fit(*args, **kwargs)
+
+    model.fit = fit_and_look
     fit = fit_segmenter(model, batches, 2, x, lambda p, t: 0.4, resumed, log=logged.append)
     assert any("after epoch 1" in line for line in logged)
+    np.testing.assert_array_equal(restored[0], first_moment)
     assert [row["epoch"] for row in fit.best.history] == [1, 2, 3]
     assert fit.best.epoch == 1 and fit.best.score == 0.5  # the saved best (0.5) beats the resumed run's 0.4s
     assert int(model.optimizer.iterations.numpy()) == 3 * 2  # the saved step count went on from 2
+
+    fresh: list[str] = []
+    elsewhere = FitSettings(**{**resumed.__dict__, "checkpoint": tmp_path / "other" / "toy.keras"})
+    fit_segmenter(network(), batches, 2, x, lambda p, t: 0.4, elsewhere, log=fresh.append)
+    assert any("nothing to resume" in line for line in fresh)
 
 
 @pytest.mark.slow

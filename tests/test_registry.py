@@ -20,6 +20,7 @@ def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, tas
     seen: dict = {}
     monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(ct_training, "tune_outline_margin", lambda *args, **kwargs: None)
+    (tmp_path / "ct-infection.json").write_text("{}")  # ct-lungs checks that the infection card is there
     assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given]) == 0
     assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
 
@@ -55,6 +56,27 @@ def test_the_training_cli_writes_its_command_into_the_card(monkeypatch, tmp_path
     assert train.main(["mri-segmentation", "--data", str(tmp_path), "--out", str(tmp_path), "--tune-only"]) == 0
     saved = ModelCard.load(tmp_path / "mri-segmentation.json").training
     assert saved["command"].endswith("--size 160") and saved["tune_command"].endswith("--tune-only")
+
+
+@pytest.mark.parametrize(
+    "argv", [["ct-infection", "--tune-only"], ["pneumonia", "--dice", "per-slice"], ["gate", "--resume"]]
+)
+def test_the_training_cli_refuses_options_a_task_would_ignore(tmp_path, argv):
+    from core.cli import train
+
+    with pytest.raises(SystemExit):
+        train.main([*argv, "--data", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_ct_lungs_asks_for_the_infection_card_before_it_trains(monkeypatch, tmp_path):
+    import core.training.ct as ct_training
+    from core.cli import train
+
+    trained: list = []
+    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: trained.append(1))
+    with pytest.raises(FileNotFoundError, match="infection"):
+        train.main(["ct-lungs", "--data", str(tmp_path), "--out", str(tmp_path)])
+    assert not trained
 
 
 def test_evaluating_a_chest_task_on_a_validation_split_is_refused(tmp_path, capsys):

@@ -16,6 +16,8 @@ from core.training.classifier import CLASSIFIER_ARCHITECTURES
 ARCHITECTURES = (*CLASSIFIER_ARCHITECTURES, "resunet", "lite0-unet")
 #: The tasks whose training saves a state after every epoch (the long ones).
 RESUMABLE = ("pneumonia", "pneumonia-type", "covid", "mri-segmentation", "ct-infection", "ct-lungs")
+#: The tasks whose settings `--tune-only` rechooses on validation without training.
+TUNABLE = ("mri-segmentation", "mri-tumour", "ct-lungs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,10 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--dice", choices=["batch", "per-slice"], default="batch",
-        help="CT segmenters: the soft Dice of the loss over the whole batch, or the mean of each slice's",
+        help="segmenters: the soft Dice of the loss over the whole batch, or the mean of each slice's",
     )  # fmt: skip
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
+    if args.tune_only and args.task not in TUNABLE:
+        parser.error(
+            f"--tune-only: {args.task} has nothing to rechoose without training; it applies to {', '.join(TUNABLE)}"
+        )
+    if args.dice != "batch" and TASKS[args.task].kind != "segmentation":
+        parser.error("--dice applies to the segmenters only")
     if args.resume and args.task not in RESUMABLE:
         parser.error(f"--resume: {args.task} trains in minutes and saves no state; resumable: {', '.join(RESUMABLE)}")
     if not args.data.is_dir():

@@ -67,7 +67,7 @@ def _fit_mri_segmentation(args, common: dict[str, Any], optional: dict[str, Any]
 
     if not args.tune_only:
         train_segmentation(args.data, args.out, **common, **optional, architecture=_segmenter(args),
-                           encoder_blocks=args.encoder_blocks, resume=args.resume)  # fmt: skip
+                           encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
     return tune_postprocessing(args.out / "mri-segmentation.json", args.data, log=common["log"])
 
 
@@ -85,11 +85,13 @@ def _fit_ct(target: str) -> Fit:
         from core.training.ct import train_ct, tune_outline_margin
 
         card = None
+        infection_card = args.infection_card or args.out / "ct-infection.json"
+        if target == "lungs" and not Path(infection_card).exists():  # needed for the margin: say so before training
+            raise FileNotFoundError(f"ct-lungs needs the infection model's card ({infection_card}): --infection-card")
         if not args.tune_only:
             card = train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
                             encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
         if target == "lungs":
-            infection_card = args.infection_card or args.out / "ct-infection.json"
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
         return card
 

@@ -140,6 +140,11 @@ def _held_out_slices(card: ModelCard, slices: Sequence[CtSlice]) -> set[str]:
     return {item.image.stem for item in split_slices(slices, int(card.training.get("seed", 0)), count)[0]}
 
 
+def _natural(name: str) -> tuple[bool, int, str]:
+    """Slice names in numeric order where they are numbers ("2" before "10"), others after them."""
+    return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+
+
 def tune_outline_margin(
     lungs_card: Path, infection_card: Path, data_dir: Path, log: Callable[[str], None] = print
 ) -> ModelCard:
@@ -170,12 +175,17 @@ def tune_outline_margin(
                      "lung_share_of_slice_median": float(np.median(shares))})  # fmt: skip
     reaching = [row for row in grid if row["containment"] >= MARGIN_TARGET]
     best = reaching[0] if reaching else max(grid, key=lambda row: row["containment"])
+    if not reaching:
+        log(f"no margin up to {MARGIN_GRID[-1]:.1%} reaches {MARGIN_TARGET:.0%}: the largest tried is kept")
     card.decision_rule = {
         "outline_margin": best["outline_margin"],
         "chosen_by": f"the smallest margin (share of the slice's shorter side) under which the computed lungs hold "
         f">= {MARGIN_TARGET:.0%} of the radiologists' infection pixels on the {len(chosen_slices)} train/ slices that "
         "both CT networks held out for validation (python -m core.train ct-lungs --tune-only); test/ not used",
-        "validation_slices": sorted(held_out, key=lambda name: int(name) if name.isdigit() else name),
+        "reached_target": bool(reaching),
+        "validation_slices": sorted(
+            held_out, key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+        ),
         "grid": grid,
     }
     card.save()

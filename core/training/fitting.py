@@ -30,6 +30,27 @@ def compile_cosine(model, learning_rate: float, steps_per_epoch: int, epochs: in
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=loss)
 
 
+class StateMismatchError(ValueError):
+    """A saved training state belongs to another configuration than the run asked to resume it."""
+
+
+def fingerprint(model, validation: Any, **settings: Any) -> str:
+    """A digest of what makes a run this run: its settings (epochs, batch, learning rate, loss, steps...), the
+    network's starting weights (architecture, start and seed) and the validation images (input size and split)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for weights in model.get_weights():
+        digest.update(str(weights.shape).encode())
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    validation = np.ascontiguousarray(validation)
+    digest.update(str(validation.shape).encode())
+    digest.update(validation.tobytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class TrainingState:
     """Where a training stands after an epoch, in one `.npz` file (written atomically): the network's weights,
@@ -37,6 +58,7 @@ class TrainingState:
     weights, and the history. `python -m core.train ... --resume` continues from it."""
 
     path: Path
+    fingerprint: str = ""  # what the run is: settings, loss, starting weights, validation data (see `fingerprint`)
 
     def save(self, model, best: BestEpoch, epochs_done: int) -> None:
         import numpy as np
@@ -44,7 +66,8 @@ class TrainingState:
         arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
         arrays |= {f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)}
         arrays |= {f"b{i}": w for i, w in enumerate(best.weights or [])}
-        meta = {"epochs_done": epochs_done, "best_score": best.score, "best_epoch": best.epoch, "history": best.history}
+        meta = {"epochs_done": epochs_done, "best_score": best.score, "best_epoch": best.epoch, "history": best.history,
+                "fingerprint": self.fingerprint}  # fmt: skip
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial.npz")
@@ -57,6 +80,11 @@ class TrainingState:
 
         with np.load(self.path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
+            if meta.get("fingerprint") != self.fingerprint:
+                raise StateMismatchError(
+                    f"{self.path} was saved by a different training (another network, start, input size, split, "
+                    "loss or schedule); rerun without --resume, or with the same options as the interrupted run"
+                )
             count = lambda prefix: sum(key.startswith(prefix) and key[1:].isdigit() for key in data.files)  # noqa: E731
             model.set_weights([data[f"w{i}"] for i in range(count("w"))])
             model.optimizer.build(model.trainable_variables)

@@ -26,6 +26,7 @@ from core.training.fitting import (
     best_mask_threshold,
     compile_cosine,
     export_model,
+    fingerprint,
 )
 
 Log = Callable[[str], None]
@@ -44,9 +45,9 @@ class FitSettings:
     checkpoint: Path | None = None  # the best weights; the state to resume from is saved beside it
     resume: bool = False  # continue from the saved state, when there is one
 
-    @property
-    def state(self) -> TrainingState | None:
-        return None if self.checkpoint is None else TrainingState(self.checkpoint.with_suffix(".state.npz"))
+    def state(self, identity: str = "") -> TrainingState | None:
+        """Where this run's state is saved (beside the checkpoint), tagged with the run's `identity`."""
+        return None if self.checkpoint is None else TrainingState(self.checkpoint.with_suffix(".state.npz"), identity)
 
 
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -68,22 +69,32 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
 
 
 def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, loss, score, metric: str, log: Log,
-           class_weight: dict[int, float] | None = None) -> BestEpoch:  # fmt: skip
+           class_weight: dict[int, float] | None = None, x_val: np.ndarray | None = None) -> BestEpoch:  # fmt: skip
     """Compile (AdamW, cosine over `steps` per epoch), fit with the validation monitor, keep the best (or the
-    last) weights. `repeated`: the dataset is endless, so an epoch is `steps` batches."""
+    last) weights. `repeated`: the dataset is endless, so an epoch is `steps` batches. With a checkpoint, the state
+    is saved after every epoch, tagged with a fingerprint of the run (settings, loss, starting weights, `x_val`),
+    and `settings.resume` continues from it only when the fingerprint matches."""
+    state = None
+    if settings.checkpoint is not None and score is not None:
+        schedule = {k: v for k, v in settings.__dict__.items() if k not in ("checkpoint", "resume")}
+        identity = fingerprint(model, np.zeros(0) if x_val is None else x_val, steps=steps, repeated=repeated,
+                               loss=getattr(loss, "__name__", type(loss).__name__), class_weight=class_weight,
+                               **schedule)  # fmt: skip
+        state = settings.state(identity)
     compile_cosine(model, settings.learning_rate, steps, settings.epochs, loss)
     fixed = settings.patience is None
     callbacks, best, done = [], BestEpoch(), 0
     if score is not None:
         patience = settings.epochs + 1 if fixed else settings.patience
         monitor, best = best_epoch_monitor(model, score, metric, settings.epochs, patience, log,
-                                           checkpoint=None if fixed else settings.checkpoint,
-                                           state=settings.state)  # fmt: skip
+                                           checkpoint=None if fixed else settings.checkpoint, state=state)  # fmt: skip
         callbacks.append(monitor)
-        state = settings.state
         if settings.resume and state is not None and state.path.exists():
             done = state.restore(model, best)
             log(f"resumed from {state.path} after epoch {done} (best so far: epoch {best.epoch})")
+        elif settings.resume:
+            log(f"nothing to resume (no saved state at {state.path if state else 'this run: it saves none'}): "
+                "training from the start")  # fmt: skip
     if done < settings.epochs and (fixed or done - best.epoch < settings.patience):
         model.fit(dataset, epochs=settings.epochs, initial_epoch=done, steps_per_epoch=steps if repeated else None,
                   class_weight=class_weight, callbacks=callbacks, verbose=0)  # fmt: skip
@@ -134,7 +145,7 @@ def fit_classifier(
     metric, score_logits = classifier_score(y_val, n_classes)
     score = (lambda: score_logits(predict_in_batches(forward, x_val, 128))) if monitor else None
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    best = _train(model, batches, steps, repeated, settings, loss, score, metric, log, class_weight)
+    best = _train(model, batches, steps, repeated, settings, loss, score, metric, log, class_weight, x_val)
     return ClassifierFit(best, predict_in_batches(forward, x_val, 128))
 
 
@@ -220,7 +231,7 @@ def fit_segmenter(
         return predict_in_batches(forward, x)[..., 0]
 
     score = lambda: validation_dice(probabilities(x_val), 0.5)  # noqa: E731
-    best = _train(model, batches, steps, True, settings, SEGMENTER_LOSSES[dice], score, metric, log)
+    best = _train(model, batches, steps, True, settings, SEGMENTER_LOSSES[dice], score, metric, log, x_val=x_val)
     plain = probabilities(x_val)
     choices = {False: best_mask_threshold(lambda t: validation_dice(plain, t))}
     if choose_flip:  # the mean with the mirror image's mask, mirrored back

@@ -97,6 +97,7 @@ def train_segmentation(
     architecture: str = "resunet",
     encoder_blocks: int = 11,
     resume: bool = False,
+    dice_loss: str = "batch",
 ) -> ModelCard:
     """Train the tumour segmenter: the ResUNet (`widths`), or with `architecture` "lite0-unet" a U-Net on the
     first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder from ImageNet (the three MRI sequences fill
@@ -161,7 +162,7 @@ def train_segmentation(
     fit = fit_segmenter(
         model, batches, steps, x_val,
         lambda probabilities, t: float(np.mean(patient_dice(probabilities, masks_val, owners_val, t))),
-        settings, log, metric="per-patient Dice",
+        settings, log, metric="per-patient Dice", dice=dice_loss,
     )  # fmt: skip
     card.mask_threshold, validation_dice = fit.mask_threshold, fit.validation_dice
     card.threshold_method = "mask threshold maximising mean per-patient Dice on the validation patients"
@@ -170,7 +171,7 @@ def train_segmentation(
     card.training = history_fields(
         fit.best, settings, started,
         sampling="balanced epochs: each tumour slice once + as many random slices without tumour",
-        loss="binary cross-entropy + (1 - soft Dice)",
+        loss="binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")"),
         augmentation="horizontal flip, rotation +-14 deg, zoom +-10%, shift +-5%, contrast +-20%, FLAIR-only input 30%",
     )  # fmt: skip
     card.metrics = {
