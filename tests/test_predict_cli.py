@@ -115,13 +115,16 @@ def test_the_tumour_rule_reuses_the_resident_mask_model(monkeypatch):
     from core.models.cards import list_cards
     from core.models.scan_model import ScanModel
     from core.tasks import inference
-    from core.tasks.segmentation import rule_decisions
+    from core.tasks.segmentation import rule_decisions, tumour_decision
 
     if "mri-tumour" not in list_cards() or not list_cards()["mri-tumour"].decision_rule:
         pytest.skip("the committed mri-tumour card has no decision rule")
     tumour = inference.resident_model("mri-tumour")
-    inference.resident_model("mri-segmentation")
+    segmenter = inference.resident_model("mri-segmentation")
+    empty = np.zeros((64, 64, 3), np.float32)
+    area = int((segmenter.segment_many([empty])[0] >= segmenter.card.mask_threshold).sum())
+    expected = tumour_decision(0.9, area, tumour.card.decision_rule)  # by the card's rule, whichever it is
     loads = []
     monkeypatch.setattr(ScanModel, "load", classmethod(lambda cls, *a, **k: loads.append(a)))
-    decided = rule_decisions(tumour, np.array([[0.1, 0.9]]), [np.zeros((64, 64, 3), np.float32)])
-    assert loads == [] and decided.tolist() == [0]  # an empty slice has no mask: no tumour
+    decided = rule_decisions(tumour, np.array([[0.1, 0.9]]), [empty])
+    assert loads == [] and decided.tolist() == [tumour.card.positive_index if expected else 0]
