@@ -57,9 +57,11 @@ def evaluate_ct(model: ScanModel, slices: Sequence[CtSlice], progress: bool = Tr
 
 def _spread(values: list[float]) -> dict[str, float]:
     """Standard deviation, quartiles and extremes of per-slice figures."""
-    q25, q75 = np.percentile(values, [25, 75]) if values else (float("nan"),) * 2
+    if not values:
+        return {}
+    q25, q75 = np.percentile(values, [25, 75])
     return {"std": float(np.std(values)), "q25": float(q25), "q75": float(q75),
-            "min": float(np.min(values)), "max": float(np.max(values))} if values else {}  # fmt: skip
+            "min": float(np.min(values)), "max": float(np.max(values))}  # fmt: skip
 
 
 def evaluate_lungs(

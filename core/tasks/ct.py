@@ -55,7 +55,15 @@ def lung_card(size: int) -> ModelCard:
 def computed_lungs(lung_model: Any, pixels: np.ndarray, infection: np.ndarray) -> np.ndarray:
     """The lungs of a CT slice as the app and the checks draw them: the lung network (a `ScanModel` of `ct-lungs`)
     with its card's mask threshold and outline margin, joined with the infection mask."""
+    return outline_by_card(lung_model.card, lung_model.segment(pixels), infection)
+
+
+def outline_by_card(
+    card: ModelCard, lung_probability: np.ndarray, infection: np.ndarray, margin: float | None = None
+) -> np.ndarray:
+    """`lung_outline` with the lung card's mask threshold and its outline margin (or `margin`, when tuning it)."""
     from core.transforms.lungs import lung_outline
 
-    margin = float(lung_model.card.decision_rule.get("outline_margin", 0.0))
-    return lung_outline(lung_model.segment(pixels), infection, lung_model.card.mask_threshold or 0.5, margin)
+    if margin is None:
+        margin = float(card.decision_rule.get("outline_margin", 0.0))
+    return lung_outline(lung_probability, infection, card.mask_threshold or 0.5, margin)

@@ -63,13 +63,13 @@ def header_refusal(image: LoadedImage, kind: str | None = None) -> str:
 def content_refusal(pixels: np.ndarray) -> str:
     """Why the pixels rule the image out ('' when they do not): smaller than any model's input, or blank or
     nearly constant."""
-    grey = np.asarray(pixels, np.float32)
-    height, width = grey.shape[:2]
+    height, width = np.shape(pixels)[:2]
     if min(height, width) < MIN_SCAN_SIDE:
         return (
             f"it is only {width} x {height} pixels, smaller than any model here reads "
             f"(a scan has at least {MIN_SCAN_SIDE} pixels a side)"
         )
+    grey = np.asarray(pixels, np.float32)
     grey = grey[..., :3].mean(axis=-1) if grey.ndim == 3 else grey
     low, high = np.percentile(grey[:: max(1, grey.shape[0] // 256), :: max(1, grey.shape[1] // 256)], [1, 99])
     if high - low < MIN_CONTRAST:

@@ -151,7 +151,7 @@ def tune_outline_margin(
     """Choose the lung outline's margin on the slices that both CT networks held out (never trained on): the
     smallest margin of `MARGIN_GRID` under which the computed lungs hold at least 99% of the radiologists'
     infection pixels (the largest tried if none does); write it and the grid into the lung card."""
-    from core.tasks.ct import computed_lungs
+    from core.tasks.ct import outline_by_card
 
     card = ModelCard.load(lungs_card)
     lung_model, infection_model = ScanModel.load(card), ScanModel.load(ModelCard.load(infection_card))
@@ -160,19 +160,19 @@ def tune_outline_margin(
     chosen_slices = [item for item in slices if item.image.stem in held_out]
     if not chosen_slices:
         raise ValueError("the two CT models share no held-out slice under this folder")
+    predicted = []  # both networks once per slice; only the margin changes across the grid
+    for item in chosen_slices:
+        grey = read_grey(item.image)
+        infection = infection_model.segment(grey) >= (infection_model.card.mask_threshold or 0.5)
+        predicted.append((lung_model.segment(grey), infection, read_binary(item.mask)))
     grid = []
     for margin in MARGIN_GRID:
-        card.decision_rule = {"outline_margin": margin}
-        inside = total = 0
-        shares = []
-        for item in chosen_slices:
-            grey, truth = read_grey(item.image), read_binary(item.mask)
-            infection = infection_model.segment(grey) >= (infection_model.card.mask_threshold or 0.5)
-            lungs = computed_lungs(lung_model, grey, infection)
-            inside, total = inside + int((truth & lungs).sum()), total + int(truth.sum())
-            shares.append(float(lungs.mean()))
+        outlines = [(outline_by_card(card, lungs, infection, margin), truth) for lungs, infection, truth in predicted]
+        inside = sum(int((truth & lungs).sum()) for lungs, truth in outlines)
+        total = sum(int(truth.sum()) for _, truth in outlines)
+        share = float(np.median([lungs.mean() for lungs, _ in outlines]))
         grid.append({"outline_margin": margin, "containment": inside / max(total, 1),
-                     "lung_share_of_slice_median": float(np.median(shares))})  # fmt: skip
+                     "lung_share_of_slice_median": share})  # fmt: skip
     reaching = [row for row in grid if row["containment"] >= MARGIN_TARGET]
     best = reaching[0] if reaching else max(grid, key=lambda row: row["containment"])
     if not reaching:
@@ -183,9 +183,7 @@ def tune_outline_margin(
         f">= {MARGIN_TARGET:.0%} of the radiologists' infection pixels on the {len(chosen_slices)} train/ slices that "
         "both CT networks held out for validation (python -m core.train ct-lungs --tune-only); test/ not used",
         "reached_target": bool(reaching),
-        "validation_slices": sorted(
-            held_out, key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name)
-        ),
+        "validation_slices": sorted(held_out, key=_natural),
         "grid": grid,
     }
     card.save()

@@ -168,28 +168,27 @@ def calibrate(
     return multiclass_metrics(y_val, probabilities, card.classes)
 
 
-def dice_bce_loss(y_true, y_pred):
-    """Binary cross-entropy plus (1 - soft Dice over the batch)."""
+def _dice_bce(y_true, y_pred, per_slice: bool):
+    """Binary cross-entropy plus (1 - soft Dice), the Dice over the whole batch or the mean of each slice's."""
     import keras.ops as ops
     from keras.losses import binary_crossentropy
 
     smooth = 1.0
-    intersection = ops.sum(y_true * y_pred)
-    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
-    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - soft_dice)
+    axes = (1, 2, 3) if per_slice else None
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes) + smooth)
+    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - ops.mean(soft_dice))
+
+
+def dice_bce_loss(y_true, y_pred):
+    """Binary cross-entropy plus (1 - soft Dice over the batch)."""
+    return _dice_bce(y_true, y_pred, per_slice=False)
 
 
 def slice_dice_bce_loss(y_true, y_pred):
     """Binary cross-entropy plus (1 - the mean of each slice's soft Dice): a small lesion weighs as much as a
     large one, as in the mean per-slice Dice that the CT evaluation reports."""
-    import keras.ops as ops
-    from keras.losses import binary_crossentropy
-
-    smooth = 1.0
-    axes = (1, 2, 3)
-    intersection = ops.sum(y_true * y_pred, axis=axes)
-    soft_dice = (2.0 * intersection + smooth) / (ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes) + smooth)
-    return ops.mean(binary_crossentropy(y_true, y_pred)) + (1.0 - ops.mean(soft_dice))
+    return _dice_bce(y_true, y_pred, per_slice=True)
 
 
 #: The segmenters' losses by name (`--dice` of the training CLI).
