@@ -115,3 +115,55 @@ def test_real_ct_folders():
     assert len(list_ct(data_path("covid_ct_seg", "train"))) == 50
     test = list_ct(data_path("covid_ct_seg", "test"))
     assert len(test) == 48 and all(s.multiclass is not None for s in test)
+
+
+def _member(folder: Path, seed: int, held_out: list[str]) -> Path:
+    """A tiny untrained infection network with its card, as `train_ct` leaves one (seed, validation slices)."""
+    import keras
+
+    from core.models.cards import sha256_of
+    from core.models.networks import build_segmenter
+    from core.tasks.ct import infection_card
+
+    keras.utils.set_random_seed(seed)
+    folder.mkdir(parents=True)
+    card = infection_card(32)
+    network, card.architecture = build_segmenter("resunet", 32, (4, 8, 8), 0, "ct")
+    network.save(folder / card.weights)
+    card.sha256, card.mask_threshold = sha256_of(folder / card.weights), 0.5
+    card.data, card.training = {"validation_slices": held_out}, {"seed": seed, "best_epoch": 1}
+    card.metrics = {"validation": {"n": len(held_out), "dice_mean": 0.1}}
+    return card.save(folder / "ct-infection.json")
+
+
+def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path):
+    from core.errors import ModelCardError
+    from core.models.cards import ModelCard
+    from core.models.scan_model import ScanModel
+    from core.training.ct import ensemble_ct
+
+    data = make_ct_set(tmp_path / "ct", n=6)
+    members = [_member(tmp_path / f"s{seed}", seed, ["1", "4"]) for seed in (0, 1, 2)]
+    out = tmp_path / "weights"
+    card = ensemble_ct(members, data, out, log=lambda _: None)
+    assert [m["weights"] for m in card.members] == ["ct-infection.m1.keras", "ct-infection.m2.keras"]
+    assert [m["seed"] for m in card.training["members"]] == [0, 1, 2] and card.metrics["validation"]["n"] == 2
+    assert card.mask_threshold is not None and "mean of 3 networks" in card.architecture
+    batch = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    alone = [ScanModel.load(ModelCard.load(path)).logits(batch) for path in members]
+    together = ScanModel.load(ModelCard.load(out / "ct-infection.json")).logits(batch)
+    np.testing.assert_allclose(together, np.mean(alone, axis=0), atol=1e-5)
+    assert not np.allclose(alone[0], alone[1])  # the members differ, so a missing one would show
+    (out / "ct-infection.m2.keras").write_bytes((tmp_path / "s0" / "ct-infection.keras").read_bytes())
+    with pytest.raises(ModelCardError, match="does not match the sha256"):
+        ScanModel.load(ModelCard.load(out / "ct-infection.json"))
+    other = _member(tmp_path / "other", 3, ["1", "5"])
+    with pytest.raises(ValueError, match="other validation slices"):
+        ensemble_ct([members[0], other], data, tmp_path / "refused", log=lambda _: None)
+
+
+@pytest.mark.parametrize("option", [["--ensemble-of", "a.json", "b.json"], ["--split-seed", "0"]])
+def test_ct_only_options_are_refused_elsewhere(tmp_path, option, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["pneumonia", "--data", str(tmp_path), *option])
+    assert "applies to" in capsys.readouterr().err

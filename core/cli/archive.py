@@ -116,6 +116,14 @@ def columns_for_cards(weights: Path, task: str, chest_task: str) -> list[str]:
                           if (Path(weights) / f"{name}.json").exists())  # fmt: skip
 
 
+def lite_forward(models, threads: int | None = None, log=None) -> list[str]:
+    """Switch `models` to their TensorFlow Lite forward pass; the names of those that stay on TensorFlow."""
+    kept = [model.name for model in models if not model.use_lite(threads)]
+    if kept and log is not None:
+        log(f"TensorFlow Lite could not convert {', '.join(kept)}: TensorFlow runs them")
+    return kept
+
+
 def load_batch_models(weights: Path, task: str, chest_task: str, use_gate: bool):
     """(gate or None, one model or one per gate kind) as the local CLI loads them."""
     from core.models.scan_model import ScanModel
@@ -135,7 +143,7 @@ class ArchivePredictor:
     """A Ray Data actor: loads the gate and the models once, then turns batches of paths into result rows."""
 
     def __init__(self, weights: str, task: str, chest_task: str, use_gate: bool, keep_names: bool,
-                 done: frozenset[str], threads: int) -> None:  # fmt: skip
+                 done: frozenset[str], threads: int, forward: str = "tflite") -> None:  # fmt: skip
         import core  # noqa: F401  (TensorFlow runtime settings first)
 
         os.environ.setdefault("SCANSIGHT_WORKERS", "0")
@@ -145,6 +153,8 @@ class ArchivePredictor:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.gate, self.models = load_batch_models(Path(weights), task, chest_task, use_gate)
         chosen = self.models.values() if isinstance(self.models, dict) else [self.models]
+        if forward == "tflite":
+            lite_forward([*chosen, *([self.gate] if self.gate else [])], threads)
         self.columns = output_columns(model.classes for model in chosen)
         self.keep_names, self.done = keep_names, done
 
@@ -285,6 +295,7 @@ def run_archive(
     use_gate: bool = True,
     weights: Path = WEIGHTS_DIR,
     log=print,
+    forward: str = "tflite",
 ) -> ArchiveRun:
     """Predict every image under `paths` with Ray Data into `out` (see the module docstring)."""
     import pyarrow as pa
@@ -315,7 +326,8 @@ def run_archive(
     ).map_batches(
         ArchivePredictor, batch_size=batch_size, batch_format="numpy", concurrency=workers, num_cpus=threads,
         fn_constructor_kwargs={"weights": str(weights), "task": task, "chest_task": chest_task,
-                               "use_gate": use_gate, "keep_names": keep_names, "done": done, "threads": threads},
+                               "use_gate": use_gate, "keep_names": keep_names, "done": done, "threads": threads,
+                               "forward": forward},
     )  # fmt: skip
     writer, errors = PartWriter(Path(out), columns_for_cards(weights, task, chest_task)), 0
     try:
@@ -339,6 +351,11 @@ def add_ray_arguments(parser) -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="local: this process (CSV); ray: Ray Data actors, Parquet + CSV in --out (needs "
                         "requirements-scale.txt)")  # fmt: skip
+    parser.add_argument(
+        "--forward", choices=["tflite", "tensorflow"], default="tflite",
+        help="what runs the networks: a TensorFlow Lite copy made at load time (default, about 3x faster on CPU) "
+        "or TensorFlow itself",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="--engine ray: output folder (reruns resume there)")
     parser.add_argument("--address", default=None, help="--engine ray: a Ray cluster (default: local, started here)")
     parser.add_argument("--workers", type=int, default=None, help="--engine ray: actors (default: one per CPU)")
@@ -356,7 +373,7 @@ def main_from_predict(args, parser) -> int:
         result = run_archive(
             args.paths, args.out, task=args.task, chest_task=args.chest_task, workers=args.workers,
             address=args.address, batch_size=args.batch_size, keep_names=args.keep_names, use_gate=not args.no_gate,
-            weights=args.weights, log=lambda message: print(message, file=sys.stderr),
+            weights=args.weights, log=lambda message: print(message, file=sys.stderr), forward=args.forward,
         )  # fmt: skip
     except KeyboardInterrupt:
         print("interrupted: the rows written so far are in --out; rerun the same command to go on", file=sys.stderr)

@@ -132,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chosen in model.values() if isinstance(model, dict) else [model]:
         if chosen.card.task == "segmentation":
             parser.error("batch prediction takes a classifier; segmentation models are used from the app")
+    if args.forward == "tflite":
+        from core.cli.archive import lite_forward
+
+        chosen = model.values() if isinstance(model, dict) else [model]
+        lite_forward([*chosen, *([gate] if gate else [])], log=lambda message: print(message, file=sys.stderr))
     files = expand(args.paths)
     if not files:
         parser.error("no image files found")

@@ -31,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (the task's default)")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split-seed", type=int, default=None,
+        help="CT segmenters: the seed that draws the validation slices (default --seed); ensemble members share it",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="use a subset (smoke runs)")
     parser.add_argument("--widths", type=str, default=None, help="channel widths per stage, comma separated")
     parser.add_argument("--segmentation-card", type=Path, default=Path("weights/mri-segmentation.json"))
@@ -61,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dice", choices=["batch", "per-slice"], default="batch",
         help="segmenters: the soft Dice of the loss over the whole batch, or the mean of each slice's",
     )  # fmt: skip
+    parser.add_argument(
+        "--ensemble-of", type=Path, nargs="+", default=None, metavar="CARD",
+        help="ct-infection: no training; one model from these members' cards (same split, other seeds), its mask "
+        "threshold and flip rechosen on their shared validation slices",
+    )  # fmt: skip
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
     if args.tune_only and args.task not in TUNABLE:
@@ -71,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--dice applies to the segmenters only")
     if args.resume and args.task not in RESUMABLE:
         parser.error(f"--resume: {args.task} trains in minutes and saves no state; resumable: {', '.join(RESUMABLE)}")
+    if args.ensemble_of and args.task != "ct-infection":
+        parser.error("--ensemble-of applies to ct-infection only")
+    if args.split_seed is not None and args.task not in ("ct-infection", "ct-lungs"):
+        parser.error("--split-seed applies to the CT segmenters only")
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
     entry = TASKS[args.task]

@@ -55,12 +55,18 @@ class ModelCard:
     findings: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     deployed: bool = True
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's other networks (weights, sha256)
     path: Path | None = None
 
     @property
     def weights_path(self) -> Path:
         base = self.path.parent if self.path else WEIGHTS_DIR
         return base / self.weights
+
+    @property
+    def member_paths(self) -> list[Path]:
+        """The weights files of an ensemble's other members (beside `weights_path`); empty for one network."""
+        return [self.weights_path.with_name(member["weights"]) for member in self.members]
 
     @property
     def positive_index(self) -> int | None:

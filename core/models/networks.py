@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core.models.efficientnet import CHEST_BLOCKS, IMAGENET_WEIGHTS, assign_weights, build_lite0, load_weights_npz
 
@@ -168,3 +169,13 @@ def build_segmenter(
         f"ResUNet: residual encoder {list(widths)} with stride-2 downsampling, bridge, decoder with bilinear "
         f"upsampling + skip concatenation + residual blocks, sigmoid mask; {model.count_params():,} parameters"
     )
+
+
+def average_of(networks: Sequence[Any], name: str = "ensemble"):
+    """One network whose output is the mean of `networks`' outputs (same input, same output shape): an ensemble
+    that every caller of a `ScanModel` uses as one network. Each member keeps its own layers, as a nested model."""
+    import keras
+
+    inputs = keras.Input(networks[0].input_shape[1:], name="image")
+    outputs = [keras.Model(net.input, net.output, name=f"member{i}")(inputs) for i, net in enumerate(networks)]
+    return keras.Model(inputs, keras.layers.Average(name="mean")(outputs), name=name)

@@ -57,6 +57,7 @@ class ScanModel:
         self.keras_model = keras_model
         self.pipeline: Compose = build_pipeline(card.preprocessing)
         self._forward = None
+        self._lite = None
         self._lock = threading.Lock()
 
     @property
@@ -81,10 +82,20 @@ class ScanModel:
             card = ModelCard.load(path)
         if not card.weights_path.exists():
             raise ModelCardError(f"Weights file {card.weights_path.name} for model '{card.name}' is missing.")
-        if verify and card.sha256 and sha256_of(card.weights_path) != card.sha256:
-            raise ModelCardError(f"Weights file {card.weights_path.name} does not match the sha256 in its card.")
-        keras_model = keras.models.load_model(card.weights_path, compile=False, safe_mode=True)
-        return cls(card, keras_model)
+        files = [(card.weights_path, card.sha256)]
+        members = zip(card.member_paths, card.members, strict=True)
+        files += [(path, member.get("sha256", "")) for path, member in members]
+        for path, digest in files:
+            if not path.exists():
+                raise ModelCardError(f"Weights file {path.name} for model '{card.name}' is missing.")
+            if verify and digest and sha256_of(path) != digest:
+                raise ModelCardError(f"Weights file {path.name} does not match the sha256 in its card.")
+        networks = [keras.models.load_model(path, compile=False, safe_mode=True) for path, _ in files]
+        if len(networks) == 1:
+            return cls(card, networks[0])
+        from core.models.networks import average_of
+
+        return cls(card, average_of(networks, name=card.name.replace("-", "_")))
 
     def prepare(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
         """Preprocess one image into the network's (H, W, C) float32 input."""
@@ -102,8 +113,28 @@ class ScanModel:
             raise ScanSightError(f"Preprocessing gave shape {prepared.shape}, the model expects {expected}.")
         return prepared.astype(np.float32)
 
+    @property
+    def engine(self) -> str:
+        """What runs the forward pass: "tensorflow" (the Keras network) or "tflite" (see `use_lite`)."""
+        return "tflite" if self._lite is not None else "tensorflow"
+
+    def use_lite(self, threads: int | None = None) -> bool:
+        """Run forward passes through a TensorFlow Lite copy of the network (the batch paths: about 3x the
+        images per second on CPU); Grad-CAM still uses the Keras network. False, keeping TensorFlow, where the
+        network does not convert."""
+        from core.models.lite import LiteConversionError, LiteForward
+
+        try:
+            self._lite = LiteForward(self.keras_model, threads)
+        except LiteConversionError:
+            self._lite = None
+        return self._lite is not None
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw logits for a prepared batch (N, H, W, C); a compiled function, no Keras `predict` overhead."""
+        """Raw logits for a prepared batch (N, H, W, C); a compiled function, no Keras `predict` overhead
+        (or the TensorFlow Lite copy after `use_lite`)."""
+        if self._lite is not None:
+            return self._lite(batch)
         import tensorflow as tf
 
         with self._lock:  # compiled once, even when two threads share this (cached) model

@@ -67,7 +67,8 @@ def _fit_mri_segmentation(args, common: dict[str, Any], optional: dict[str, Any]
 
     if not args.tune_only:
         train_segmentation(args.data, args.out, **common, **optional, architecture=_segmenter(args),
-                           encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
+                           encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume,
+                            split_seed=args.split_seed)  # fmt: skip
     return tune_postprocessing(args.out / "mri-segmentation.json", args.data, log=common["log"])
 
 
@@ -82,15 +83,18 @@ def _fit_mri_tumour(args, common: dict[str, Any], optional: dict[str, Any]):
 
 def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
-        from core.training.ct import train_ct, tune_outline_margin
+        from core.training.ct import ensemble_ct, train_ct, tune_outline_margin
 
         card = None
         infection_card = args.infection_card or args.out / "ct-infection.json"
         if target == "lungs" and not Path(infection_card).exists():  # needed for the margin: say so before training
             raise FileNotFoundError(f"ct-lungs needs the infection model's card ({infection_card}): --infection-card")
+        if target == "infection" and args.ensemble_of:
+            return ensemble_ct(args.ensemble_of, args.data, args.out, log=common["log"])
         if not args.tune_only:
             card = train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                            encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
+                            encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume,
+                            split_seed=args.split_seed)  # fmt: skip
         if target == "lungs":
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
         return card

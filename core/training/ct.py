@@ -11,11 +11,11 @@ import numpy as np
 
 from core.checks.metrics import dice
 from core.data.ct import CtSlice, list_ct, read_binary, read_grey
-from core.models.cards import ModelCard
+from core.models.cards import ModelCard, sha256_of
 from core.models.networks import build_segmenter
 from core.models.scan_model import ScanModel
 from core.tasks.ct import infection_card, lung_card
-from core.training.loops import FitSettings, export_with_card, fit_segmenter, history_fields
+from core.training.loops import FitSettings, choose_mask_settings, export_with_card, fit_segmenter, history_fields
 from core.transforms.augment import augment_pairs
 
 
@@ -57,18 +57,21 @@ def train_ct(
     encoder_blocks: int = 11,
     dice_loss: str = "batch",
     resume: bool = False,
+    split_seed: int | None = None,
 ) -> ModelCard:
     """Train the infection segmenter on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung network (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
     `architecture` "lite0-unet": a U-Net on the first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder
-    from ImageNet (`widths` unused)."""
+    from ImageNet (`widths` unused). `split_seed` (default `seed`) draws the validation slices, `seed` the rest
+    (initialisation, shuffling, augmentation): members of an ensemble share a split and differ in their seed."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     started = time.time()
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
-    validation, train = split_slices(slices, seed, validation_count)
+    split_seed = seed if split_seed is None else split_seed
+    validation, train = split_slices(slices, split_seed, validation_count)
     card = lung_card(size) if target == "lungs" else infection_card(size)
     preparer = ScanModel(card, None)
     target_of = None
@@ -109,7 +112,8 @@ def train_ct(
     card.data = {
         **card.data,
         "source": "COVID-19 CT segmentation (MedSeg), Inf-Net split: covid_ct_seg/train (50 slices)",
-        "split": f"42 train / 8 validation slices from train/ (seed {seed}); test/ (48 slices) never used here. "
+        "split": f"{len(train)} train / {len(validation)} validation slices from train/ (seed {split_seed}); "
+        "test/ (48 slices) never used here. "
         "The set has no patient ids: validation slices may share patients with training slices.",
         "n_train": len(train),
         "n_validation": len(validation),
@@ -124,6 +128,73 @@ def train_ct(
     export_with_card(model, card, out_dir, log)
     log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, flip {card.test_time_flip}")
     return card
+
+
+def ensemble_ct(
+    member_cards: Sequence[Path], data_dir: Path, out_dir: Path, log: Callable[[str], None] = print
+) -> ModelCard:
+    """One infection model from several trained on the same split (`--split-seed`), differing in their seed: the
+    mean of their masks, with the mask threshold and test-time flip rechosen by the same rule on the validation
+    slices they all held out. Writes the first member as NAME.keras, the others as NAME.mK.keras (each file
+    stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages them."""
+    cards = [ModelCard.load(Path(path)) for path in member_cards]
+    first = cards[0]
+    if len(cards) < 2:
+        raise ValueError("an ensemble needs at least two member cards")
+    for card in cards:
+        if card.members:
+            raise ValueError(f"{card.path} is an ensemble already: give its members")
+        if (card.task, card.input, card.preprocessing) != (first.task, first.input, first.preprocessing):
+            raise ValueError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
+        if not card.data.get("validation_slices") or card.data["validation_slices"] != first.data["validation_slices"]:
+            raise ValueError(f"{card.path} held out other validation slices than {first.path} (use --split-seed)")
+    held_out = set(first.data["validation_slices"])
+    validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
+    if len(validation) != len(held_out):
+        raise ValueError(f"{data_dir} lacks some of the members' validation slices")
+    models = [ScanModel.load(card) for card in cards]
+    x_val, y_val = _load(validation, first.input.height, models[0].prepare)
+    masks_val = y_val[..., 0] >= 0.5
+
+    def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
+        return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
+
+    plain = [model.mask_probabilities(x_val, flip=False) for model in models]
+    flipped = [model.mask_probabilities(x_val, flip=True) for model in models]
+    threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
+    members = []
+    for index, card in enumerate(cards):
+        own = float(card.metrics.get("validation", {}).get("dice_mean", float("nan")))
+        at_ensemble = slice_dice(flipped[index] if flip else plain[index], threshold)
+        members.append({"weights": f"{first.name}.m{index}.keras" if index else f"{first.name}.keras",
+                        "seed": card.training.get("seed"), "best_epoch": card.training.get("best_epoch"),
+                        "validation_dice": own, "validation_dice_at_ensemble_settings": at_ensemble,
+                        "command": card.training.get("command", "")})  # fmt: skip
+        log(f"member {index} (seed {card.training.get('seed')}): validation Dice {own:.4f} at its own settings, "
+            f"{at_ensemble:.4f} at the ensemble's")  # fmt: skip
+    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for member, payload in zip(members, payloads, strict=True):
+        (out_dir / member["weights"]).write_bytes(payload)
+    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
+    ensemble.weights = members[0]["weights"]
+    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
+    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
+    ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
+    ensemble.threshold_method = (
+        f"mask threshold and test-time flip maximising mean slice Dice of the {len(cards)} members' mean mask on the "
+        f"{len(validation)} validation slices they all held out from train/"
+    )
+    ensemble.architecture = f"mean of {len(cards)} networks trained alike with seeds " + ", ".join(
+        str(m["seed"]) for m in members
+    ) + f" on one split: {first.architecture}"  # fmt: skip
+    ensemble.training = {"members": members, "selection": "each member: its best validation epoch"}
+    ensemble.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
+    ensemble.findings = {}
+    ensemble.save(out_dir / f"{first.name}.json")
+    log(f"ensemble of {len(cards)}: validation Dice {validation_dice:.4f} at mask threshold {threshold}, flip {flip}")
+    return ensemble
 
 
 #: Outline margins tried, as shares of the slice's shorter side (0.0075 is 3 px on a 424 px slice).

@@ -232,13 +232,22 @@ def fit_segmenter(
     score = lambda: validation_dice(probabilities(x_val), 0.5)  # noqa: E731
     best = _train(model, batches, steps, True, settings, SEGMENTER_LOSSES[dice], score, metric, log, x_val=x_val)
     plain = probabilities(x_val)
+    flipped = (plain + probabilities(x_val[:, :, ::-1])[:, :, ::-1]) / 2 if choose_flip else None
+    return SegmenterFit(best, *choose_mask_settings(plain, flipped, validation_dice))
+
+
+def choose_mask_settings(
+    plain: np.ndarray, flipped: np.ndarray | None, validation_dice: Callable[[np.ndarray, float], float]
+) -> tuple[float, bool, float]:
+    """(mask threshold, test-time flip, validation Dice): the threshold with the best `validation_dice` for the
+    plain probabilities and, when `flipped` (their mean with the mirror image's, mirrored back) is given, for
+    those too; the flip is kept only where it scores higher."""
     choices = {False: best_mask_threshold(lambda t: validation_dice(plain, t))}
-    if choose_flip:  # the mean with the mirror image's mask, mirrored back
-        flipped = (plain + probabilities(x_val[:, :, ::-1])[:, :, ::-1]) / 2
+    if flipped is not None:
         choices[True] = best_mask_threshold(lambda t: validation_dice(flipped, t))
-    flip = bool(choose_flip and choices[True][1] > choices[False][1])
+    flip = bool(flipped is not None and choices[True][1] > choices[False][1])
     threshold, dice_value = choices[flip]
-    return SegmenterFit(best, threshold, flip, float(dice_value))
+    return threshold, flip, float(dice_value)
 
 
 def export_with_card(model, card: ModelCard, out_dir: Path, log: Log = print) -> Path:
