@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.cli import evaluate, train
 from core.data.ct import list_ct
-from core.training.ct import MARGIN_GRID
+from core.training.ct import MARGIN_GRID, split_slices
 from core.transforms.lungs import (
     count_lungs,
     dark_lungs,
@@ -59,9 +59,13 @@ def test_ct_train_then_evaluate_cli(tmp_path):
     out = tmp_path / "weights"
     out.mkdir()
     args = ["ct-infection", "--data", str(data), "--out", str(out), "--epochs", "2", "--size", "64"]
-    assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]) == 0
-    training = json.loads((out / "ct-infection.json").read_text())["training"]
-    assert "per slice" in training["loss"] and training["command"].endswith("--dice per-slice")
+    seeds = ["--seed", "1", "--split-seed", "0"]  # another run on the seed-0 split
+    assert train.main([*args, "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice", *seeds]) == 0
+    card = json.loads((out / "ct-infection.json").read_text())
+    held_out = [item.image.stem for item in split_slices(list_ct(data), 0)[0]]
+    assert card["data"]["validation_slices"] == held_out and card["training"]["seed"] == 1
+    training = card["training"]
+    assert "per slice" in training["loss"] and training["command"].endswith("--dice per-slice --seed 1 --split-seed 0")
     report = tmp_path / "ct.json"
     assert evaluate.main(["ct-infection", "--data", str(data), "--out", str(report), "--weights", str(out)]) == 0
     result = json.loads(report.read_text())
@@ -162,8 +166,10 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
         ensemble_ct([members[0], other], data, tmp_path / "refused", log=lambda _: None)
 
 
-@pytest.mark.parametrize("option", [["--ensemble-of", "a.json", "b.json"], ["--split-seed", "0"]])
-def test_ct_only_options_are_refused_elsewhere(tmp_path, option, capsys):
+@pytest.mark.parametrize(
+    ("task", "option"), [("pneumonia", ["--ensemble-of", "a.json", "b.json"]), ("mri-tumour", ["--split-seed", "0"])]
+)
+def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, capsys):
     with pytest.raises(SystemExit):
-        train.main(["pneumonia", "--data", str(tmp_path), *option])
+        train.main([task, "--data", str(tmp_path), *option])
     assert "applies to" in capsys.readouterr().err

@@ -35,9 +35,11 @@ def test_train_then_evaluate_cli(tmp_path, capsys):
     data = make_chest_set(tmp_path / "data")
     out = tmp_path / "weights"
     args = ["pneumonia", "--data", str(data), "--out", str(out), "--epochs", "3", "--size", "48"]
-    assert train.main([*args, "--widths", "8,8,16", "--batch-size", "8", "--patience", "3"]) == 0
+    seeds = ["--seed", "1", "--split-seed", "0"]  # another run on the seed-0 split
+    assert train.main([*args, "--widths", "8,8,16", "--batch-size", "8", "--patience", "3", *seeds]) == 0
     card = ModelCard.load(out / "pneumonia.json")
     assert card.sha256 == sha256_of(out / "pneumonia.keras")
+    assert card.training["seed"] == 1 and "seed 0" in card.data["split"]
     assert 0 < card.threshold < 1 and card.temperature > 0
     assert "Youden" in card.threshold_method and card.metrics["validation"]["n"] > 0
     assert card.data["n_train"] + card.data["n_validation"] == 48

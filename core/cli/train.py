@@ -17,6 +17,7 @@ ARCHITECTURES = (*CLASSIFIER_ARCHITECTURES, "resunet", "lite0-unet")
 #: The tasks whose training saves a state after every epoch (the long ones).
 RESUMABLE = ("pneumonia", "pneumonia-type", "covid", "mri-segmentation", "ct-infection", "ct-lungs")
 #: The tasks whose settings `--tune-only` rechooses on validation without training.
+SPLIT_SEEDED = ("pneumonia", "pneumonia-type", "covid", "ct-infection", "ct-lungs")
 TUNABLE = ("mri-segmentation", "mri-tumour", "ct-lungs")
 
 
@@ -33,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--split-seed", type=int, default=None,
-        help="CT segmenters: the seed that draws the validation slices (default --seed); ensemble members share it",
+        help="chest classifiers and CT segmenters: the seed that draws the validation split (default --seed); runs "
+        "that differ only in --seed then share one split",
     )  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="use a subset (smoke runs)")
     parser.add_argument("--widths", type=str, default=None, help="channel widths per stage, comma separated")
@@ -82,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--resume: {args.task} trains in minutes and saves no state; resumable: {', '.join(RESUMABLE)}")
     if args.ensemble_of and args.task != "ct-infection":
         parser.error("--ensemble-of applies to ct-infection only")
-    if args.split_seed is not None and args.task not in ("ct-infection", "ct-lungs"):
-        parser.error("--split-seed applies to the CT segmenters only")
+    if args.split_seed is not None and args.task not in SPLIT_SEEDED:
+        parser.error(f"--split-seed applies to {', '.join(SPLIT_SEEDED)} only")
     if not args.data.is_dir():
         parser.error(f"{args.data} is not a folder")
     entry = TASKS[args.task]

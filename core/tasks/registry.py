@@ -54,7 +54,8 @@ def _fit_chest(args, common: dict[str, Any], optional: dict[str, Any]):
     from core.training.classifier import train_classifier
 
     return train_classifier(args.task, args.data, args.out, init_from=args.init, name=args.name,
-                            architecture=args.architecture, resume=args.resume, **common, **optional)  # fmt: skip
+                            architecture=args.architecture, resume=args.resume, split_seed=args.split_seed,
+                            **common, **optional)  # fmt: skip
 
 
 def _segmenter(args) -> str:

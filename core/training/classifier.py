@@ -142,13 +142,15 @@ def train_classifier(
     architecture: str = "cnn",
     log: Callable[[str], None] = print,
     resume: bool = False,
+    split_seed: int | None = None,
 ) -> ModelCard:
     """Train, calibrate and save one classifier; returns its card (saved beside the weights).
 
     `init_from`: a pretrained backbone (.keras) whose layers, all but the logits, start the network
     (fine-tuning); `name`: the card and file name when it is not the task's (e.g. a variant);
     `architecture`: "cnn" (the compact CNN), "lite0-imagenet" (EfficientNet-Lite0 from the ported ImageNet
-    weights) or "lite0-scratch" (the same network from random weights)."""
+    weights) or "lite0-scratch" (the same network from random weights). `split_seed` (default `seed`) draws the
+    validation patients, `seed` the rest: runs that differ only in `seed` compare on one split."""
     import keras
 
     task = CLASSIFIER_TASKS[task_name]
@@ -164,10 +166,11 @@ def train_classifier(
     if limit:
         rng = np.random.default_rng(seed)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False))]
-    train, validation = split_by_patient(samples, validation_fraction, seed)
+    split_seed = seed if split_seed is None else split_seed
+    train, validation = split_by_patient(samples, validation_fraction, split_seed)
     log(
         f"{task_name}: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
-        f"train {len(train)} / validation {len(validation)} images (split by patient, seed {seed})"
+        f"train {len(train)} / validation {len(validation)} images (split by patient, seed {split_seed})"
     )
 
     name = name or task.name
@@ -242,7 +245,7 @@ def train_classifier(
     card.data = {
         "source": task.source,
         "train_dir": str(data_dir),
-        "split": task.split_note.format(fraction=validation_fraction, seed=seed),
+        "split": task.split_note.format(fraction=validation_fraction, seed=split_seed),
         "n_train": len(train),
         "n_validation": len(validation),
         "n_patients_train": len({s.patient for s in train}),
