@@ -1,0 +1,98 @@
+"""How much of the transfer-learning comparison is the seed: ``python -m core.checks.seeds FOLDER... --out
+weights/seeds.json``.
+
+The comparison table (ImageNet start, our chest backbone, scratch) holds one trained run per start. Each start can
+be retrained with other seeds on the same validation split (``python -m core.train TASK ... --name
+TASK-VARIANT-sN --seed N --split-seed 0 --out FOLDER``) and evaluated on the test set as the committed run was
+(``python -m core.evaluate TASK --model NAME --weights FOLDER --update-card``). This check groups the committed
+variant cards and those runs by task and start, and writes each figure's mean and sample standard deviation.
+It reports; nothing is chosen from it, and runs on another split than the committed one are left out (named).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.models.cards import STARTS, WEIGHTS_DIR, ModelCard, list_cards
+
+#: The figures of a run that the spread is computed for (validation first, then the test set).
+FIGURES: dict[str, tuple[str, str]] = {
+    "validation_auc": ("validation", "auc"),
+    "validation_macro_f1": ("validation", "macro_f1"),
+    "test_accuracy": ("test", "accuracy"),
+    "test_sensitivity": ("test", "sensitivity"),
+    "test_specificity": ("test", "specificity"),
+    "test_auc": ("test", "auc"),
+    "test_macro_f1": ("test", "macro_f1"),
+    "test_auc_bacterial_vs_viral": ("test", "auc_bacterial_vs_viral"),
+}
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (None for one value) and the values themselves."""
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "values": [float(v) for v in array]}  # fmt: skip
+
+
+def seed_groups(committed: dict[str, ModelCard], extra: Sequence[ModelCard]) -> dict[str, Any]:
+    """Per task and start: the runs (committed variant first), their seeds and the spread of each figure."""
+    groups: dict[tuple[str, str], list[ModelCard]] = {}
+    for card in committed.values():  # each start's committed run (the deployed copy of one is not a run of its own)
+        if card.variant in STARTS and not card.deployed:
+            groups.setdefault((card.task, card.variant), []).append(card)
+    left_out = []
+    for card in extra:
+        runs = groups.get((card.task, card.variant))
+        if not runs or card.data.get("split") != runs[0].data.get("split") or "test" not in card.metrics:
+            left_out.append(card.name)
+            continue
+        runs.append(card)
+    out = []
+    for (task, variant), runs in sorted(groups.items()):
+        figures = {}
+        for figure, (part, key) in FIGURES.items():
+            values = [run.metrics.get(part, {}).get(key) for run in runs]
+            if all(value is not None for value in values):
+                figures[figure] = spread(values)
+        out.append({"task": task, "variant": variant, "start": STARTS[variant][0], "network": STARTS[variant][1],
+                    "runs": [run.name for run in runs], "seeds": [run.training.get("seed") for run in runs],
+                    "n_runs": len(runs), "figures": figures})  # fmt: skip
+    return {"groups": out, "left_out": left_out}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.checks.seeds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("folders", nargs="*", type=Path, help="folders of the extra seed runs' cards")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="the committed variant cards")
+    parser.add_argument("--out", type=Path, default=None, help="write the groups here (JSON)")
+    args = parser.parse_args(argv)
+    extra = [card for folder in args.folders for card in list_cards(folder).values()]
+    result = seed_groups(list_cards(args.weights), extra)
+    result["command"] = shlex.join(["python", "-m", "core.checks.seeds", *(sys.argv[1:] if argv is None else argv)])
+    result["date"] = datetime.date.today().isoformat()
+    for group in result["groups"]:
+        shown = ", ".join(
+            f"{name} {f['mean']:.3f}" + (f" ± {f['std']:.3f}" if f["std"] is not None else "")
+            for name, f in group["figures"].items()
+        )
+        print(f"{group['task']} / {group['start']}: {group['n_runs']} run(s) (seeds {group['seeds']}): {shown}")
+    if result["left_out"]:
+        print(f"left out (another split, or no test figures): {', '.join(result['left_out'])}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
