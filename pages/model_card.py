@@ -3,7 +3,8 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.models.cards import transfer_table
+from core.checks.seeds import load_seed_study, seed_table
+from core.models.cards import WEIGHTS_DIR, transfer_table
 from core.models.efficientnet import imagenet_start_card
 from pages.shared.widgets import all_model_cards, ensure_frame, test_figures
 
@@ -248,6 +249,17 @@ if rows:
         ],
         hide_index=True, width="stretch",
     )  # fmt: skip
+
+study = load_seed_study(card.path.parent if card.path else WEIGHTS_DIR) if rows else None
+seed_rows = seed_table(study, card.task) if study else []
+if seed_rows:
+    st.markdown(f"**{card.task}: the same starts rerun with other seeds** (mean ± standard deviation over the runs)")
+    st.caption(
+        "Each start retrained on the same validation split with other seeds (`--seed N --split-seed 0`) and "
+        "evaluated on the same test set, to show how much of a difference between starts is the seed. "
+        f"Reporting only: nothing was chosen from it. Made by `{study.get('command', 'python -m core.checks.seeds')}`."
+    )
+    st.dataframe(seed_rows, hide_index=True, width="stretch")
 
 if card.modality == "chest-xray":
     start = imagenet_start_card()

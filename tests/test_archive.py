@@ -23,7 +23,7 @@ from tests.helpers import REPO, data_path, png_bytes
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-scale.txt")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from core.cli.archive import done_hashes, list_items, run_archive  # noqa: E402
+from core.cli.archive import done_hashes, list_items, lite_forward, run_archive  # noqa: E402
 from core.cli.predict import expand, predict_files  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,7 @@ def local_rows(folder: Path) -> dict[str, dict[str, str]]:
 
     gate = ScanModel.load("gate")
     models = {kind: ScanModel.load(name) for kind, name in AUTO_MODELS.items()}
+    lite_forward([gate, *models.values()])  # as the local CLI runs them by default (--forward tflite)
     buffer = io.StringIO()
     write_csv(predict_files(expand([folder]), models, progress=False, gate=gate), buffer)
     return {row["file"]: row for row in csv.DictReader(io.StringIO(buffer.getvalue()))}

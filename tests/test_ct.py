@@ -149,7 +149,10 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
     data = make_ct_set(tmp_path / "ct", n=6)
     members = [_member(tmp_path / f"s{seed}", seed, ["1", "4"]) for seed in (0, 1, 2)]
     out = tmp_path / "weights"
+    out.mkdir()
+    (out / "ct-infection.m5.keras").write_bytes(b"left by an earlier, larger ensemble")
     card = ensemble_ct(members, data, out, log=lambda _: None)
+    assert not (out / "ct-infection.m5.keras").exists()
     assert [m["weights"] for m in card.members] == ["ct-infection.m1.keras", "ct-infection.m2.keras"]
     assert [m["seed"] for m in card.training["members"]] == [0, 1, 2] and card.metrics["validation"]["n"] == 2
     assert card.mask_threshold is not None and "mean of 3 networks" in card.architecture
@@ -164,12 +167,22 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
     other = _member(tmp_path / "other", 3, ["1", "5"])
     with pytest.raises(ValueError, match="other validation slices"):
         ensemble_ct([members[0], other], data, tmp_path / "refused", log=lambda _: None)
+    with pytest.raises(ValueError, match="the same network"):
+        ensemble_ct([members[0], members[0]], data, tmp_path / "refused", log=lambda _: None)
 
 
 @pytest.mark.parametrize(
-    ("task", "option"), [("pneumonia", ["--ensemble-of", "a.json", "b.json"]), ("mri-tumour", ["--split-seed", "0"])]
+    ("task", "option", "says"),
+    [
+        ("pneumonia", ["--ensemble-of", "a.json", "b.json"], "applies to ct-infection only"),
+        ("mri-tumour", ["--split-seed", "0"], "--split-seed applies to"),
+        ("ct-infection", ["--ensemble-of", "a.json"], "at least two member cards"),
+        ("ct-infection", ["--ensemble-of", "a.json", "b.json"], "no card at a.json, b.json"),
+        ("pneumonia", ["--init", "backbone.keras", "--seed", "2"], "split seed 0 only"),
+    ],
 )
-def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, capsys):
+def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, says, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         train.main([task, "--data", str(tmp_path), *option])
-    assert "applies to" in capsys.readouterr().err
+    assert says in capsys.readouterr().err

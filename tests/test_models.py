@@ -99,6 +99,8 @@ def test_every_committed_model_loads_through_its_card():
     for card in cards.values():
         assert card.sha256 == sha256_of(card.weights_path), card.name
         assert card.weights_path.stat().st_size < 10 * 1024 * 1024
+        for member, path in zip(card.members, card.member_paths, strict=True):  # an ensemble's other networks
+            assert member["sha256"] == sha256_of(path) and path.stat().st_size < 10 * 1024 * 1024, path.name
         model = ScanModel.load(card.name)
         assert model.keras_model.output_shape[-1] == len(card.classes)
         assert card.threshold_method and card.data and card.metrics.get("validation")

@@ -23,7 +23,7 @@ def test_seed_groups_spread_and_what_is_left_out(tmp_path):
                                      _card("pneumonia-scratch", "scratch", 0, 0.95))}  # fmt: skip
     extra = [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.98), _card("pneumonia-imagenet-s2", "imagenet", 2, 0.96),
              _card("pneumonia-imagenet-s3", "imagenet", 3, 0.50, split="seed 3 split")]  # fmt: skip
-    result = seeds.seed_groups(committed, extra)
+    result = seeds.seed_groups(committed, [*extra, *committed.values()])  # the committed folder given again
     by_start = {group["variant"]: group for group in result["groups"]}
     imagenet = by_start["imagenet"]
     assert imagenet["runs"] == ["pneumonia-imagenet", "pneumonia-imagenet-s1", "pneumonia-imagenet-s2"]
@@ -31,6 +31,9 @@ def test_seed_groups_spread_and_what_is_left_out(tmp_path):
     assert imagenet["figures"]["test_auc"]["std"] == pytest.approx(0.01)
     assert by_start["scratch"]["n_runs"] == 1 and by_start["scratch"]["figures"]["test_auc"]["std"] is None
     assert result["left_out"] == ["pneumonia-imagenet-s3"]
+    other_rate = _card("pneumonia-imagenet-s4", "imagenet", 4, 0.99)
+    other_rate.training["optimiser"] = "AdamW lr 0.01"  # not a seed rerun: another learning rate
+    assert seeds.seed_groups(committed, [other_rate])["left_out"] == ["pneumonia-imagenet-s4"]
     assert "test_macro_f1" not in imagenet["figures"]  # a figure the runs do not have is not invented
 
 

@@ -44,18 +44,30 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
             "values": [float(v) for v in array]}  # fmt: skip
 
 
+def run_setting(card: ModelCard) -> tuple:
+    """What must match for two runs to differ only in their seed: the split and its sizes, the network and its
+    start, the optimiser (learning rate) and the batch size."""
+    return (card.data.get("split"), card.data.get("n_train"), card.data.get("n_validation"), card.architecture,
+            card.training.get("optimiser"), card.training.get("batch_size"))  # fmt: skip
+
+
 def seed_groups(committed: dict[str, ModelCard], extra: Sequence[ModelCard]) -> dict[str, Any]:
     """Per task and start: the runs (committed variant first), their seeds and the spread of each figure."""
     groups: dict[tuple[str, str], list[ModelCard]] = {}
     for card in committed.values():  # each start's committed run (the deployed copy of one is not a run of its own)
         if card.variant in STARTS and not card.deployed:
             groups.setdefault((card.task, card.variant), []).append(card)
+    seen = {(card.name, card.sha256) for runs in groups.values() for card in runs}
     left_out = []
     for card in extra:
         runs = groups.get((card.task, card.variant))
-        if not runs or card.data.get("split") != runs[0].data.get("split") or "test" not in card.metrics:
+        copy = any(card.name == name or (card.sha256 and card.sha256 == digest) for name, digest in seen)
+        if card.variant not in STARTS or card.deployed or copy:
+            continue  # not a start, or a copy of a run already counted (a deployed copy, a folder given twice)
+        if not runs or run_setting(card) != run_setting(runs[0]) or "test" not in card.metrics:
             left_out.append(card.name)
             continue
+        seen.add((card.name, card.sha256))
         runs.append(card)
     out = []
     for (task, variant), runs in sorted(groups.items()):
@@ -96,3 +108,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def load_seed_study(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any] | None:
+    """The seed study written by this check into `weights_dir` (seeds.json), or None."""
+    path = Path(weights_dir) / "seeds.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def seed_table(study: dict[str, Any], task: str) -> list[dict[str, str]]:
+    """Display rows for one task: per start, its runs and "mean ± std" of each figure it has."""
+
+    def shown(figure: dict[str, Any] | None, percent: bool) -> str:
+        if figure is None:
+            return "–"
+        fmt = "{:.1%}" if percent else "{:.3f}"
+        text = fmt.format(figure["mean"])
+        return text + (" ± " + fmt.format(figure["std"]) if figure["std"] is not None else " (one run)")
+
+    rows = []
+    for group in study.get("groups", []):
+        if group["task"] != task:
+            continue
+        figures = group["figures"]
+        rows.append({
+            "start": group["start"], "network": group["network"],
+            "runs (seeds)": f"{group['n_runs']} (seeds {', '.join(str(s) for s in group['seeds'])})",
+            "validation": shown(figures.get("validation_auc") or figures.get("validation_macro_f1"), False),
+            "test accuracy": shown(figures.get("test_accuracy"), True),
+            "test AUC": shown(figures.get("test_auc"), False),
+            "test macro-F1": shown(figures.get("test_macro_f1"), False),
+            "test sensitivity": shown(figures.get("test_sensitivity"), True),
+            "test specificity": shown(figures.get("test_specificity"), True),
+        })  # fmt: skip
+    return rows

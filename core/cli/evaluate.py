@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "model": model.name,
         "weights_sha256": model.card.sha256,
+        **({"members_sha256": [m.get("sha256", "") for m in model.card.members]} if model.card.members else {}),
         "data": str(args.data),
         "split": args.split_name,
         "command": f"python -m core.evaluate {args.task} --data {args.data} --out {args.out}"

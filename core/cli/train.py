@@ -82,8 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--dice applies to the segmenters only")
     if args.resume and args.task not in RESUMABLE:
         parser.error(f"--resume: {args.task} trains in minutes and saves no state; resumable: {', '.join(RESUMABLE)}")
-    if args.ensemble_of and args.task != "ct-infection":
-        parser.error("--ensemble-of applies to ct-infection only")
+    if args.ensemble_of:
+        if args.task != "ct-infection":
+            parser.error("--ensemble-of applies to ct-infection only")
+        if len(args.ensemble_of) < 2:
+            parser.error("--ensemble-of needs at least two member cards")
+        if missing := [str(path) for path in args.ensemble_of if not path.is_file()]:
+            parser.error(f"--ensemble-of: no card at {', '.join(missing)}")
+        if args.resume or args.tune_only or args.split_seed is not None or args.limit:
+            parser.error("--ensemble-of trains nothing: --resume, --tune-only, --split-seed and --limit do not apply")
+    if args.init is not None and (args.seed if args.split_seed is None else args.split_seed) != 0:
+        parser.error(
+            "--init: the chest backbone left out the validation patients of split seed 0 only; fine-tune on that "
+            "split (--split-seed 0) so that validation stays unseen"
+        )
     if args.split_seed is not None and args.task not in SPLIT_SEEDED:
         parser.error(f"--split-seed applies to {', '.join(SPLIT_SEEDED)} only")
     if not args.data.is_dir():

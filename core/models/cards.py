@@ -107,6 +107,16 @@ class ModelCard:
         return cls.from_dict(raw, path=Path(path))
 
 
+def remove_stale_members(card: ModelCard, folder: Path) -> list[Path]:
+    """Delete ensemble member files named after `card` (NAME.mK.keras) in `folder` that its card does not list
+    (left by an earlier, larger ensemble or before a single network replaced one); the paths removed."""
+    listed = {member["weights"] for member in card.members}
+    stale = [path for path in Path(folder).glob(f"{card.name}.m*.keras") if path.name not in listed]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -125,7 +135,7 @@ def list_cards(weights_dir: Path = WEIGHTS_DIR) -> dict[str, ModelCard]:
             card = ModelCard.load(path)
         except ModelCardError:
             continue
-        if card.weights_path.exists():
+        if card.weights_path.exists() and all(path.exists() for path in card.member_paths):
             cards[card.name] = card
     return cards
 

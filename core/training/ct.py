@@ -11,7 +11,7 @@ import numpy as np
 
 from core.checks.metrics import dice
 from core.data.ct import CtSlice, list_ct, read_binary, read_grey
-from core.models.cards import ModelCard, sha256_of
+from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.networks import build_segmenter
 from core.models.scan_model import ScanModel
 from core.tasks.ct import infection_card, lung_card
@@ -148,6 +148,9 @@ def ensemble_ct(
             raise ValueError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
         if not card.data.get("validation_slices") or card.data["validation_slices"] != first.data["validation_slices"]:
             raise ValueError(f"{card.path} held out other validation slices than {first.path} (use --split-seed)")
+    digests = [card.sha256 or sha256_of(card.weights_path) for card in cards]
+    if len(set(digests)) != len(digests):
+        raise ValueError("two member cards hold the same network: each member must be a run of its own")
     held_out = set(first.data["validation_slices"])
     validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
     if len(validation) != len(held_out):
@@ -193,7 +196,10 @@ def ensemble_ct(
     ensemble.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
     ensemble.findings = {}
     ensemble.save(out_dir / f"{first.name}.json")
+    remove_stale_members(ensemble, out_dir)
     log(f"ensemble of {len(cards)}: validation Dice {validation_dice:.4f} at mask threshold {threshold}, flip {flip}")
+    log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
+        "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
     return ensemble
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.checks.metrics import binary_metrics, fit_temperature, multiclass_metrics, youden_threshold
-from core.models.cards import ModelCard, sha256_of
+from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.scan_model import softmax
 from core.training.fitting import (
     BestEpoch,
@@ -258,6 +258,7 @@ def export_with_card(model, card: ModelCard, out_dir: Path, log: Log = print) ->
     export_model(model, weights_path)
     card.sha256 = sha256_of(weights_path)
     card.save(out_dir / f"{card.name}.json")
+    remove_stale_members(card, out_dir)  # an ensemble this network replaces leaves no member files behind
     log(f"saved {weights_path} ({weights_path.stat().st_size / 1e6:.2f} MB) and {card.name}.json")
     return weights_path
 
