@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.checks.seeds import load_seed_study
 from core.models.cards import list_cards
 from tests.corpus import corpus
 from tests.helpers import REPO, data_path, png_bytes, synthetic_chest
@@ -243,6 +244,8 @@ def test_model_card_page_shows_every_model():
         starts = [e for e in at.expander if "Start weights: EfficientNet-Lite0 ImageNet" in e.label]
         assert bool(starts) == (list_cards()[name].modality == "chest-xray"), name
     at.selectbox(key="card_model").set_value("pneumonia").run()
+    if load_seed_study():  # the seed study, where weights/seeds.json holds one
+        assert "the same starts rerun with other seeds" in all_text(at)
     start_weights = next(e for e in at.expander if e.label.startswith("Start weights"))
     assert "chelsea" in " ".join(m.value for m in start_weights.markdown)
 

@@ -10,7 +10,7 @@ from core.checks import seeds
 from core.models.cards import InputSpec, ModelCard
 
 
-def _card(name: str, variant: str, seed: int, auc: float, split: str = "seed 0 split", deployed=False) -> ModelCard:
+def _card(name: str, variant: str, seed: int, auc: float, split: str = "seed 0 split", deployed=True) -> ModelCard:
     return ModelCard(name=name, task="pneumonia", title="t", modality="chest-xray", weights=f"{name}.keras",
                      classes=["NORMAL", "PNEUMONIA"], input=InputSpec(8, 8), preprocessing=[], variant=variant,
                      deployed=deployed, data={"split": split}, training={"seed": seed},
@@ -18,9 +18,9 @@ def _card(name: str, variant: str, seed: int, auc: float, split: str = "seed 0 s
 
 
 def test_seed_groups_spread_and_what_is_left_out(tmp_path):
-    committed = {c.name: c for c in (_card("pneumonia-imagenet", "imagenet", 0, 0.97),
-                                     _card("pneumonia", "imagenet", 0, 0.97, deployed=True),  # the deployed copy
-                                     _card("pneumonia-scratch", "scratch", 0, 0.95))}  # fmt: skip
+    committed = {c.name: c for c in (_card("pneumonia-imagenet", "imagenet", 0, 0.97, deployed=False),
+                                     _card("pneumonia", "imagenet", 0, 0.97),  # the deployed copy
+                                     _card("pneumonia-scratch", "scratch", 0, 0.95, deployed=False))}  # fmt: skip
     extra = [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.98), _card("pneumonia-imagenet-s2", "imagenet", 2, 0.96),
              _card("pneumonia-imagenet-s3", "imagenet", 3, 0.50, split="seed 3 split")]  # fmt: skip
     result = seeds.seed_groups(committed, [*extra, *committed.values()])  # the committed folder given again
@@ -39,7 +39,7 @@ def test_seed_groups_spread_and_what_is_left_out(tmp_path):
 
 def test_seeds_cli_writes_the_groups(tmp_path, capsys):
     weights, runs = tmp_path / "weights", tmp_path / "runs"
-    for folder, card in ((weights, _card("pneumonia-imagenet", "imagenet", 0, 0.97)),
+    for folder, card in ((weights, _card("pneumonia-imagenet", "imagenet", 0, 0.97, deployed=False)),
                          (runs, _card("pneumonia-imagenet-s1", "imagenet", 1, 0.99))):  # fmt: skip
         folder.mkdir(exist_ok=True)
         (folder / card.weights).write_bytes(b"")

@@ -62,8 +62,8 @@ def seed_groups(committed: dict[str, ModelCard], extra: Sequence[ModelCard]) -> 
     for card in extra:
         runs = groups.get((card.task, card.variant))
         copy = any(card.name == name or (card.sha256 and card.sha256 == digest) for name, digest in seen)
-        if card.variant not in STARTS or card.deployed or copy:
-            continue  # not a start, or a copy of a run already counted (a deployed copy, a folder given twice)
+        if card.variant not in STARTS or card.name == card.task or copy:
+            continue  # not a start, or a copy of a run already counted (the deployed copy, a folder given twice)
         if not runs or run_setting(card) != run_setting(runs[0]) or "test" not in card.metrics:
             left_out.append(card.name)
             continue
