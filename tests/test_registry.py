@@ -10,6 +10,20 @@ import pytest
 from core.tasks.registry import TASKS, questions, task
 
 
+def recording(real, seen: dict):
+    """A stand-in for a training function that records its keywords and, like the real one, refuses a keyword
+    the real one does not take (a stub taking **kwargs would hide such a call)."""
+    import inspect
+
+    signature = inspect.signature(real)
+
+    def stub(*args, **kwargs):
+        signature.bind(*args, **kwargs)
+        seen.update(kwargs)
+
+    return stub
+
+
 @pytest.mark.parametrize(("task", "given", "expected"), [("ct-infection", [], 40), ("ct-lungs", [], 40),
                                                          ("ct-infection", ["--patience", "8"], 8)])  # fmt: skip
 def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, task, given, expected):
@@ -18,11 +32,12 @@ def test_the_training_cli_applies_each_tasks_defaults(monkeypatch, tmp_path, tas
     from core.cli import train
 
     seen: dict = {}
-    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(ct_training, "train_ct", recording(ct_training.train_ct, seen))
     monkeypatch.setattr(ct_training, "tune_outline_margin", lambda *args, **kwargs: None)
     (tmp_path / "ct-infection.json").write_text("{}")  # ct-lungs checks that the infection card is there
-    assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given]) == 0
+    assert train.main([task, "--data", str(tmp_path), "--out", str(tmp_path), *given, "--split-seed", "3"]) == 0
     assert seen["patience"] == expected and seen["target"] == ("lungs" if task == "ct-lungs" else "infection")
+    assert seen["split_seed"] == 3
 
 
 @pytest.mark.parametrize(("given", "expected"), [([], "resunet"), (["--architecture", "lite0-unet"], "lite0-unet")])
@@ -34,8 +49,8 @@ def test_the_segmenters_train_the_architecture_asked_for(monkeypatch, tmp_path, 
     from core.cli import train
 
     seen: dict = {}
-    monkeypatch.setattr(ct_training, "train_ct", lambda *args, **kwargs: seen.update(kwargs))
-    monkeypatch.setattr(mri_training, "train_segmentation", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(ct_training, "train_ct", recording(ct_training.train_ct, seen))
+    monkeypatch.setattr(mri_training, "train_segmentation", recording(mri_training.train_segmentation, seen))
     monkeypatch.setattr(mri_training, "tune_postprocessing", lambda *args, **kwargs: None)
     monkeypatch.setattr(ct_training, "tune_outline_margin", lambda *args, **kwargs: None)
     argv = [task, "--data", str(tmp_path), "--out", str(tmp_path), "--encoder-blocks", "14", *given]

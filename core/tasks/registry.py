@@ -93,7 +93,8 @@ def _fit_ct(target: str) -> Fit:
             return ensemble_ct(args.ensemble_of, args.data, args.out, log=common["log"])
         if not args.tune_only:
             card = train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
-                            encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume)  # fmt: skip
+                            encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume,
+                            split_seed=args.split_seed)  # fmt: skip
         if target == "lungs":
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
         return card
