@@ -169,6 +169,9 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
         ensemble_ct([members[0], other], data, tmp_path / "refused", log=lambda _: None)
     with pytest.raises(ValueError, match="the same network"):
         ensemble_ct([members[0], members[0]], data, tmp_path / "refused", log=lambda _: None)
+    with pytest.raises(SystemExit):  # the CLI says it in one line, no traceback
+        train.main(["ct-infection", "--data", str(data), "--out", str(tmp_path / "refused"),
+                    "--ensemble-of", str(members[0]), str(members[0])])  # fmt: skip
 
 
 @pytest.mark.parametrize(

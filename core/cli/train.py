@@ -115,7 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         }.items()
         if value is not None
     }
-    result = entry.fit(args, common, optional)
+    try:
+        result = entry.fit(args, common, optional)
+    except ValueError as error:
+        if not args.ensemble_of:  # members that do not fit together: a message, not a traceback
+            raise
+        parser.error(f"--ensemble-of: {error}")
     if isinstance(result, ModelCard) and result.path is not None:  # the card says which command made it
         given = list(sys.argv[1:] if argv is None else argv)
         result.training["tune_command" if args.tune_only else "command"] = shlex.join(

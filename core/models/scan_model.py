@@ -80,8 +80,6 @@ class ScanModel:
             if not path.exists():
                 raise ModelCardError(f"No model named '{name_or_card}' in {weights_dir}.")
             card = ModelCard.load(path)
-        if not card.weights_path.exists():
-            raise ModelCardError(f"Weights file {card.weights_path.name} for model '{card.name}' is missing.")
         files = [(card.weights_path, card.sha256)]
         members = zip(card.member_paths, card.members, strict=True)
         files += [(path, member.get("sha256", "")) for path, member in members]

@@ -163,7 +163,8 @@ def ensemble_ct(
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
     plain = [model.mask_probabilities(x_val, flip=False) for model in models]
-    flipped = [model.mask_probabilities(x_val, flip=True) for model in models]
+    mirrored = [model.mask_probabilities(x_val[:, :, ::-1], flip=False)[:, :, ::-1] for model in models]
+    flipped = [(p + m) / 2 for p, m in zip(plain, mirrored, strict=True)]  # as `mask_probabilities(flip=True)`
     threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
     members = []
     for index, card in enumerate(cards):
