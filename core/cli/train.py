@@ -29,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="input side in pixels (160 chest, 128 MRI)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (the task's default)")
+    parser.add_argument(
+        "--patience", type=int, default=None,
+        help="early-stopping patience (the task's default); 0: no early stopping, the last epoch's weights are kept",
+    )  # fmt: skip
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -72,6 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ct-infection: no training; one model from these members' cards (same split, other seeds), its mask "
         "threshold and flip rechosen on their shared validation slices",
     )  # fmt: skip
+    parser.add_argument(
+        "--refit", type=Path, default=None, metavar="CARD",
+        help="ct-infection: train on every slice of --data for exactly --epochs (no validation) and take the mask "
+        "threshold and flip of CARD, a model of the same recipe validated on a split of that folder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stop-after", type=int, default=None, metavar="EPOCH",
+        help="ct-infection with --refit or --patience 0: stop after this epoch of the --epochs-long cosine schedule "
+        "(e.g. where the validated runs had their best epoch)",
+    )  # fmt: skip
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
     if args.tune_only and args.task not in TUNABLE:
@@ -91,6 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--ensemble-of: no card at {', '.join(missing)}")
         if args.resume or args.tune_only or args.split_seed is not None or args.limit:
             parser.error("--ensemble-of trains nothing: --resume, --tune-only, --split-seed and --limit do not apply")
+    if args.refit is not None:
+        if args.task != "ct-infection":
+            parser.error("--refit applies to ct-infection only")
+        if not args.refit.is_file():
+            parser.error(f"--refit: no card at {args.refit}")
+        if args.epochs is None:
+            parser.error("--refit trains for a fixed number of epochs (nothing to stop on): give --epochs")
+        if args.ensemble_of or args.tune_only or args.split_seed is not None or args.patience:
+            parser.error("--refit holds out nothing: --ensemble-of, --tune-only, --split-seed and --patience "
+                         "do not apply")  # fmt: skip
+    if args.stop_after is not None:
+        if args.task != "ct-infection" or not (args.refit or args.patience == 0):
+            parser.error("--stop-after applies to ct-infection runs of a fixed length (--refit or --patience 0)")
+        if args.epochs is None or not 1 <= args.stop_after <= args.epochs:
+            parser.error("--stop-after: an epoch between 1 and --epochs")
+    if args.patience is not None and args.patience < 0:
+        parser.error("--patience: 0 (no early stopping) or more epochs")
     if args.init is not None and (args.seed if args.split_seed is None else args.split_seed) != 0:
         parser.error(
             "--init: the chest backbone left out the validation patients of split seed 0 only; fine-tune on that "
@@ -103,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     entry = TASKS[args.task]
     log = lambda message: print(message, flush=True)  # noqa: E731
     patience = args.patience if args.patience is not None else entry.defaults.get("patience", 8)
+    patience = None if patience == 0 else patience  # 0: a fixed number of epochs, the last weights kept
     common = {"seed": args.seed, "limit": args.limit, "patience": patience, "log": log}
     optional = {
         key: value
@@ -118,9 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = entry.fit(args, common, optional)
     except ValueError as error:
-        if not args.ensemble_of:  # members that do not fit together: a message, not a traceback
+        if not (args.ensemble_of or args.refit):  # members or a source that do not fit: a message, no traceback
             raise
-        parser.error(f"--ensemble-of: {error}")
+        parser.error(f"--{'ensemble-of' if args.ensemble_of else 'refit'}: {error}")
     if isinstance(result, ModelCard) and result.path is not None:  # the card says which command made it
         given = list(sys.argv[1:] if argv is None else argv)
         result.training["tune_command" if args.tune_only else "command"] = shlex.join(

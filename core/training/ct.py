@@ -58,12 +58,17 @@ def train_ct(
     dice_loss: str = "batch",
     resume: bool = False,
     split_seed: int | None = None,
+    refit_of: Path | None = None,
+    stop_after: int | None = None,
 ) -> ModelCard:
     """Train the infection segmenter on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung network (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
     `architecture` "lite0-unet": a U-Net on the first `encoder_blocks` blocks of the EfficientNet-Lite0 encoder
     from ImageNet (`widths` unused). `split_seed` (default `seed`) draws the validation slices, `seed` the rest
-    (initialisation, shuffling, augmentation): members of an ensemble share a split and differ in their seed."""
+    (initialisation, shuffling, augmentation): members of an ensemble share a split and differ in their seed.
+    `refit_of` (a card of the same recipe trained on a split of this folder): train on every slice, for exactly
+    `epochs` (no validation, so nothing to stop on or choose), and take that card's mask threshold and flip;
+    `stop_after` ends a fixed-length run after that epoch of the `epochs`-long cosine schedule."""
     import keras
     import tensorflow as tf
 
@@ -71,7 +76,11 @@ def train_ct(
     started = time.time()
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
     split_seed = seed if split_seed is None else split_seed
-    validation, train = split_slices(slices, split_seed, validation_count)
+    source = None if refit_of is None else refit_source(ModelCard.load(Path(refit_of)), slices, size, target)
+    if source is not None:
+        validation, train, patience = [], list(slices), None
+    else:
+        validation, train = split_slices(slices, split_seed, validation_count)
     card = lung_card(size) if target == "lungs" else infection_card(size)
     preparer = ScanModel(card, None)
     target_of = None
@@ -80,8 +89,8 @@ def train_ct(
 
         target_of = pseudo_lungs
     x_train, y_train = _load(train, size, preparer.prepare, target_of)
-    x_val, y_val = _load(validation, size, preparer.prepare, target_of)
-    log(f"{card.name}: train {len(x_train)} / validation {len(x_val)} slices")
+    x_val, y_val = _load(validation, size, preparer.prepare, target_of) if validation else (x_train, y_train)
+    log(f"{card.name}: train {len(x_train)} / validation {len(validation)} slices")
     model, description = build_segmenter(architecture, size, widths, encoder_blocks, "ct")
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
     batches = (
@@ -98,8 +107,10 @@ def train_ct(
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
     checkpoint = Path(out_dir) / ".checkpoints" / f"{card.name}.keras"
-    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint, resume)
-    fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, choose_flip=True, dice=dice_loss)
+    settings = FitSettings(epochs, batch_size, learning_rate, patience, seed, checkpoint, resume, stop_after)
+    metric = "Dice" if validation else "training Dice"  # a refit: logged to follow the fit, never used
+    fit = fit_segmenter(model, batches, steps, x_val, slice_dice, settings, log, metric=metric,
+                        choose_flip=source is None, dice=dice_loss)  # fmt: skip
     card.mask_threshold, card.test_time_flip, validation_dice = (
         fit.mask_threshold,
         fit.test_time_flip,
@@ -119,15 +130,63 @@ def train_ct(
         "n_validation": len(validation),
         "validation_slices": [item.image.stem for item in validation],
     }
+    if source is not None:
+        card.mask_threshold, card.test_time_flip = source["mask_threshold"], source["test_time_flip"]
+        card.threshold_method = refit_method(source)
+        card.data["split"] = (
+            f"all {len(train)} slices of train/ (a refit: no validation slice; the settings come from "
+            f"{source['card']}, which held out {len(source['validation_slices'])}); test/ (48 slices) never used here"
+        )
+        card.data["refit_of"] = source
     card.training = history_fields(
         fit.best, settings, started,
         loss="binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")"),
         augmentation="horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
     )  # fmt: skip
-    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
+    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}} if validation else {}
     export_with_card(model, card, out_dir, log)
-    log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, flip {card.test_time_flip}")
+    if validation:
+        log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, "
+            f"flip {card.test_time_flip}")  # fmt: skip
+    else:
+        log(f"refit on all {len(train)} slices; mask threshold {card.mask_threshold}, flip {card.test_time_flip} "
+            f"from {source['card']}")  # fmt: skip
     return card
+
+
+def refit_source(source: ModelCard, slices: Sequence[CtSlice], size: int, target: str) -> dict:
+    """What a refit takes from `source`, the validated model it repeats on all slices: its mask threshold and
+    flip, with where they were chosen. The source must be an infection model at this input size whose
+    validation slices all lie in this folder (a split of the same data), not itself a refit."""
+    if target != "infection":
+        raise ValueError("a refit applies to ct-infection only")
+    named = source.data.get("validation_slices") or []
+    if source.data.get("refit_of") or not named:
+        raise ValueError(f"{source.path} held out no validation slice: refit from a model that chose its settings")
+    if source.mask_threshold is None or source.input.height != size:
+        raise ValueError(f"{source.path} is not a {size} px infection model with a mask threshold")
+    missing = sorted(set(named) - {item.image.stem for item in slices}, key=_natural)
+    if missing:
+        raise ValueError(f"{source.path} was validated on slices not in this folder: {', '.join(missing[:5])}")
+    return {
+        "card": source.path.name if source.path else source.name,
+        "sha256": source.sha256,
+        "members_sha256": [member["sha256"] for member in source.members],
+        "mask_threshold": source.mask_threshold,
+        "test_time_flip": source.test_time_flip,
+        "threshold_method": source.threshold_method,
+        "validation_dice": source.metrics.get("validation", {}).get("dice_mean"),
+        "validation_slices": list(named),
+        "architecture": source.architecture,
+    }
+
+
+def refit_method(source: dict) -> str:
+    """The card's threshold method of a refit: the settings' origin, said plainly."""
+    return (
+        f"taken from {source['card']} (validation Dice {source['validation_dice']:.4f}: {source['threshold_method']}); "
+        "this network trained on all of train/, validation slices included, so nothing was chosen for it"
+    )
 
 
 def ensemble_ct(

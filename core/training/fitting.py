@@ -112,11 +112,14 @@ def best_epoch_monitor(
 
     best = BestEpoch()
     started = time.time()
+    training_score = metric.startswith("training")  # a run without validation follows its training slices
+    label = metric if training_score else f"validation {metric}"
 
     class Monitor(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             value = float(score())
-            best.history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), f"val_{metric}": value})
+            key = metric.replace(" ", "_") if training_score else f"val_{metric}"
+            best.history.append({"epoch": epoch + 1, "loss": float(logs["loss"]), key: value})
             marker = ""
             if value > best.score:
                 best.score, best.epoch, best.weights = value, epoch + 1, model.get_weights()
@@ -125,7 +128,7 @@ def best_epoch_monitor(
                     model.save(checkpoint)
                 marker = " *"
             log(
-                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} validation {metric} {value:.4f}{marker} "
+                f"epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} {label} {value:.4f}{marker} "
                 f"({time.time() - started:.0f}s)"
             )
             if state is not None:

@@ -44,6 +44,12 @@ class FitSettings:
     seed: int = 0
     checkpoint: Path | None = None  # the best weights; the state to resume from is saved beside it
     resume: bool = False  # continue from the saved state, when there is one
+    stop_after: int | None = None  # with a fixed count: stop after this epoch of the `epochs`-long schedule
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch trained: `stop_after` where it cuts the schedule short, else `epochs`."""
+        return self.epochs if self.stop_after is None else min(self.stop_after, self.epochs)
 
     def state(self, identity: str = "") -> TrainingState | None:
         """Where this run's state is saved (beside the checkpoint), tagged with the run's `identity`."""
@@ -95,13 +101,13 @@ def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, lo
         elif settings.resume:
             log(f"nothing to resume (no saved state at {state.path if state else 'this run: it saves none'}): "
                 "training from the start")  # fmt: skip
-    if done < settings.epochs and (fixed or done - best.epoch < settings.patience):
-        model.fit(dataset, epochs=settings.epochs, initial_epoch=done, steps_per_epoch=steps if repeated else None,
+    if done < settings.last_epoch and (fixed or done - best.epoch < settings.patience):
+        model.fit(dataset, epochs=settings.last_epoch, initial_epoch=done, steps_per_epoch=steps if repeated else None,
                   class_weight=class_weight, callbacks=callbacks, verbose=0)  # fmt: skip
     if not fixed and best.weights is not None:
         model.set_weights(best.weights)
     else:
-        best.epoch = settings.epochs
+        best.epoch = settings.last_epoch
     return best
 
 
@@ -268,7 +274,7 @@ def history_fields(fit: BestEpoch, settings: FitSettings, started: float, **extr
     import time
 
     fields: dict[str, Any] = {
-        "epochs_run": len(fit.history) or settings.epochs,
+        "epochs_run": len(fit.history) or settings.last_epoch,
         "best_epoch": fit.epoch,
         "batch_size": settings.batch_size,
         "optimiser": f"AdamW lr {settings.learning_rate} cosine decay, weight decay 1e-4",
@@ -277,6 +283,11 @@ def history_fields(fit: BestEpoch, settings: FitSettings, started: float, **extr
         "seconds": round(time.time() - started, 1),
         "history": fit.history,
     }
-    if settings.patience is None:
+    if settings.patience is None and settings.last_epoch < settings.epochs:
+        fields["selection"] = (
+            f"the weights after epoch {settings.last_epoch} of a {settings.epochs}-epoch cosine schedule "
+            "(nothing chosen on validation)"
+        )
+    elif settings.patience is None:
         fields["selection"] = "fixed epoch count, last weights (nothing chosen on validation)"
     return fields
