@@ -182,6 +182,10 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
         ("ct-infection", ["--ensemble-of", "a.json"], "at least two member cards"),
         ("ct-infection", ["--ensemble-of", "a.json", "b.json"], "no card at a.json, b.json"),
         ("pneumonia", ["--init", "backbone.keras", "--seed", "2"], "split seed 0 only"),
+        ("pneumonia", ["--refit", "a.json"], "--refit applies to ct-infection only"),
+        ("ct-infection", ["--refit", "a.json", "--epochs", "3"], "--refit: no card at a.json"),
+        ("ct-infection", ["--stop-after", "3", "--epochs", "5"], "runs of a fixed length"),
+        ("ct-infection", ["--patience", "0", "--stop-after", "6", "--epochs", "5"], "between 1 and --epochs"),
     ],
 )
 def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, says, capsys, monkeypatch):
@@ -189,3 +193,54 @@ def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, say
     with pytest.raises(SystemExit):
         train.main([task, "--data", str(tmp_path), *option])
     assert says in capsys.readouterr().err
+
+
+def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_only_refits(tmp_path, capsys):
+    from core.models.cards import ModelCard
+    from core.training.ct import _held_out_slices, ensemble_ct
+
+    data = make_ct_set(tmp_path / "ct")
+    small = ["--size", "64", "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]
+    ct = ["ct-infection", "--data", str(data)]
+    for seed in (0, 1):  # the validated model: a mean of two runs on one split
+        assert train.main([*ct, "--out", str(tmp_path / f"split{seed}"), "--epochs", "1", *small,
+                           "--seed", str(seed), "--split-seed", "0"]) == 0  # fmt: skip
+    source_path = tmp_path / "validated" / "ct-infection.json"
+    ensemble_ct([tmp_path / f"split{seed}" / "ct-infection.json" for seed in (0, 1)], data, source_path.parent,
+                log=lambda _: None)  # fmt: skip
+    source = ModelCard.load(source_path)
+    source.mask_threshold, source.test_time_flip = 0.65, True  # settings no untrained refit would hit by chance
+    source.save()
+
+    def refit(out: Path, of: Path, seed: int) -> Path:
+        options = ["--refit", str(of), "--epochs", "3", "--stop-after", "2", "--seed", str(seed)]
+        assert train.main([*ct, "--out", str(out), *small, *options]) == 0
+        return out / "ct-infection.json"
+
+    refits = [refit(tmp_path / f"refit{seed}", source_path, seed) for seed in (0, 1)]
+    card = ModelCard.load(refits[0])
+    assert card.data["n_train"] == 10 and card.data["validation_slices"] == [] and card.data["refit_of"]
+    assert (card.mask_threshold, card.test_time_flip) == (0.65, True)
+    assert card.data["refit_of"]["sha256"] == source.sha256 and card.metrics["validation"]["n"] == 0
+    assert len(card.data["refit_of"]["commands"]) == 2 and "--split-seed 0" in card.data["refit_of"]["commands"][1]
+    assert card.training["epochs_run"] == 2 and "after epoch 2 of a 3-epoch" in card.training["selection"]
+    assert [sorted(row) for row in card.training["history"]] == [["epoch", "loss", "training_Dice"]] * 2
+    assert _held_out_slices(card, list_ct(data)) == set()  # nothing held out: the lung margin cannot be rechosen
+    ensemble = ensemble_ct(refits, data, tmp_path / "weights", log=lambda _: None)
+    assert (ensemble.mask_threshold, ensemble.test_time_flip, len(ensemble.members)) == (0.65, True, 1)
+    assert "all 10 slices" in ensemble.architecture and "nothing was chosen" in ensemble.threshold_method
+    refused = tmp_path / "refused"
+    with pytest.raises(ValueError, match="do not mix"):
+        ensemble_ct([refits[0], tmp_path / "split1" / "ct-infection.json"], data, refused, log=lambda _: None)
+    of_one = refit(tmp_path / "refit-of-one", tmp_path / "split0" / "ct-infection.json", 2)
+    with pytest.raises(ValueError, match="refit of another model"):
+        ensemble_ct([refits[0], of_one], data, refused, log=lambda _: None)
+    for options, says in (
+        ([*ct, *small, "--refit", str(refits[0]), "--epochs", "2", "--out", str(refused)], "held out no validation"),
+        ([*ct, "--size", "32", "--refit", str(source_path), "--epochs", "2", "--out", str(refused)], "not a 32 px"),
+        (["ct-lungs", "--data", str(data), "--out", str(refused), "--infection-card", str(refits[0]), "--tune-only"],
+         "a refit on every slice"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):  # one line each, no traceback
+            train.main(options)
+        assert says in capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 from core.models.cards import ModelCard
 from core.tasks.registry import TASKS
 from core.training.classifier import CLASSIFIER_ARCHITECTURES
+from core.training.ct import CtChoiceError
 
 ARCHITECTURES = (*CLASSIFIER_ARCHITECTURES, "resunet", "lite0-unet")
 #: The tasks whose training saves a state after every epoch (the long ones).
@@ -148,10 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         result = entry.fit(args, common, optional)
-    except ValueError as error:
-        if not (args.ensemble_of or args.refit):  # members or a source that do not fit: a message, no traceback
-            raise
-        parser.error(f"--{'ensemble-of' if args.ensemble_of else 'refit'}: {error}")
+    except CtChoiceError as error:  # members, a source or held-out slices that do not fit: a message, no traceback
+        option = "--ensemble-of" if args.ensemble_of else "--refit" if args.refit else args.task
+        parser.error(f"{option}: {error}")
     if isinstance(result, ModelCard) and result.path is not None:  # the card says which command made it
         given = list(sys.argv[1:] if argv is None else argv)
         result.training["tune_command" if args.tune_only else "command"] = shlex.join(

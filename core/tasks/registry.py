@@ -83,12 +83,18 @@ def _fit_mri_tumour(args, common: dict[str, Any], optional: dict[str, Any]):
 
 def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
-        from core.training.ct import ensemble_ct, train_ct, tune_outline_margin
+        from core.models.cards import ModelCard
+        from core.training.ct import CtChoiceError, ensemble_ct, train_ct, tune_outline_margin
 
         card = None
         infection_card = args.infection_card or args.out / "ct-infection.json"
         if target == "lungs" and not Path(infection_card).exists():  # needed for the margin: say so before training
             raise FileNotFoundError(f"ct-lungs needs the infection model's card ({infection_card}): --infection-card")
+        if target == "lungs" and ModelCard.load(Path(infection_card)).data.get("validation_slices") == []:
+            raise CtChoiceError(
+                f"{infection_card} is a refit on every slice: none is left to choose the lung "
+                "outline's margin on; give the model validated on a split as --infection-card"
+            )
         if target == "infection" and args.ensemble_of:
             return ensemble_ct(args.ensemble_of, args.data, args.out, log=common["log"])
         if not args.tune_only:

@@ -260,7 +260,8 @@ def train_classifier(
         ),
         loss="cross-entropy with balanced class weights",
         augmentation="rotation +-11 deg, zoom +-10%, shift +-6%, contrast +-20%",
-        early_stopping=f"validation {'AUC' if n_classes == 2 else 'macro-F1'}, patience {patience}",
+        early_stopping=f"validation {'AUC' if n_classes == 2 else 'macro-F1'}, patience {patience}"
+        if patience is not None else "none (fixed epochs, last weights)",
         command=" ".join(["python -m core.train", *sys.argv[1:]]) if sys.argv[0].endswith("train.py") else "",
     )  # fmt: skip
     card.metrics = {"validation": validation_metrics}

@@ -19,6 +19,10 @@ from core.training.loops import FitSettings, choose_mask_settings, export_with_c
 from core.transforms.augment import augment_pairs
 
 
+class CtChoiceError(ValueError):
+    """CT models that do not fit together: ensemble members, a refit and its source, or held-out slices."""
+
+
 def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
     """Prepared slices and their targets at `size` (the infection mask, or `target_of(grey, infection)`)."""
     images, masks = [], []
@@ -76,7 +80,7 @@ def train_ct(
     started = time.time()
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
     split_seed = seed if split_seed is None else split_seed
-    source = None if refit_of is None else refit_source(ModelCard.load(Path(refit_of)), slices, size, target)
+    source = None if refit_of is None else refit_source(Path(refit_of), slices, size, target)
     if source is not None:
         validation, train, patience = [], list(slices), None
     else:
@@ -92,6 +96,11 @@ def train_ct(
     x_val, y_val = _load(validation, size, preparer.prepare, target_of) if validation else (x_train, y_train)
     log(f"{card.name}: train {len(x_train)} / validation {len(validation)} slices")
     model, description = build_segmenter(architecture, size, widths, encoder_blocks, "ct")
+    if source is not None and not str(source["architecture"]).endswith(description):
+        raise CtChoiceError(f"{refit_of} is another network ({source['architecture']}): a refit repeats its recipe")
+    loss = "binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")")
+    if source is not None and source["loss"] not in (None, loss):
+        raise CtChoiceError(f"{refit_of} was trained with another loss ({source['loss']}): a refit repeats its recipe")
     steps = int(np.ceil(len(x_train) / batch_size)) * 4  # each epoch sees every slice four times, augmented
     batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -140,10 +149,12 @@ def train_ct(
         card.data["refit_of"] = source
     card.training = history_fields(
         fit.best, settings, started,
-        loss="binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")"),
+        loss=loss,
         augmentation="horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
     )  # fmt: skip
-    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}} if validation else {}
+    card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
+    if source is not None:
+        card.metrics = {"validation": refit_validation(source)}
     export_with_card(model, card, out_dir, log)
     if validation:
         log(f"validation Dice {validation_dice:.4f} at mask threshold {card.mask_threshold}, "
@@ -154,38 +165,61 @@ def train_ct(
     return card
 
 
-def refit_source(source: ModelCard, slices: Sequence[CtSlice], size: int, target: str) -> dict:
-    """What a refit takes from `source`, the validated model it repeats on all slices: its mask threshold and
-    flip, with where they were chosen. The source must be an infection model at this input size whose
-    validation slices all lie in this folder (a split of the same data), not itself a refit."""
+def refit_source(path: Path, slices: Sequence[CtSlice], size: int, target: str) -> dict:
+    """What a refit takes from the validated model it repeats on all slices (the card at `path`): its mask
+    threshold and flip, with where they were chosen and how it was trained. The source must be an infection
+    model at this input size whose validation slices all lie in this folder (a split of the same data), with a
+    validation Dice, not itself a refit."""
+    source = ModelCard.load(Path(path))
     if target != "infection":
-        raise ValueError("a refit applies to ct-infection only")
+        raise CtChoiceError("a refit applies to ct-infection only")
     named = source.data.get("validation_slices") or []
     if source.data.get("refit_of") or not named:
-        raise ValueError(f"{source.path} held out no validation slice: refit from a model that chose its settings")
+        raise CtChoiceError(f"{path} held out no validation slice: refit from a model that chose its settings")
     if source.mask_threshold is None or source.input.height != size:
-        raise ValueError(f"{source.path} is not a {size} px infection model with a mask threshold")
+        raise CtChoiceError(f"{path} is not a {size} px infection model with a mask threshold")
+    validation_dice = source.metrics.get("validation", {}).get("dice_mean")
+    if validation_dice is None:
+        raise CtChoiceError(f"{path} records no validation Dice")
     missing = sorted(set(named) - {item.image.stem for item in slices}, key=_natural)
     if missing:
-        raise ValueError(f"{source.path} was validated on slices not in this folder: {', '.join(missing[:5])}")
+        raise CtChoiceError(f"{path} was validated on slices not in this folder: {', '.join(missing[:5])}")
+    members = source.training.get("members") or [source.training]
     return {
-        "card": source.path.name if source.path else source.name,
+        "card": str(path),
         "sha256": source.sha256,
         "members_sha256": [member["sha256"] for member in source.members],
+        "networks": 1 + len(source.members),
         "mask_threshold": source.mask_threshold,
         "test_time_flip": source.test_time_flip,
         "threshold_method": source.threshold_method,
-        "validation_dice": source.metrics.get("validation", {}).get("dice_mean"),
+        "validation_dice": float(validation_dice),
         "validation_slices": list(named),
         "architecture": source.architecture,
+        "loss": None if source.members else source.training.get("loss"),
+        "commands": [member.get("command", "") for member in members],
+        "best_epochs": [member.get("best_epoch") for member in members],
+    }
+
+
+def refit_validation(source: dict) -> dict:
+    """A refit's validation record: none of its own (n 0), and the validated model's figure it repeats."""
+    return {
+        "n": 0,
+        "note": f"refit on every train/ slice: no validation slice of its own; {source['card']} scored "
+        f"{source['validation_dice']:.4f} on its {len(source['validation_slices'])} with the same settings",
+        "source_dice_mean": source["validation_dice"],
+        "source_n": len(source["validation_slices"]),
     }
 
 
 def refit_method(source: dict) -> str:
     """The card's threshold method of a refit: the settings' origin, said plainly."""
     return (
-        f"taken from {source['card']} (validation Dice {source['validation_dice']:.4f}: {source['threshold_method']}); "
-        "this network trained on all of train/, validation slices included, so nothing was chosen for it"
+        f"taken from the model validated as {source['card']} (sha256 {str(source['sha256'])[:12]}, "
+        f"{1 + len(source.get('members_sha256', []))} network(s); validation Dice {source['validation_dice']:.4f}: "
+        f"{source['threshold_method']}); this network trained on all of train/, validation slices included, so "
+        "nothing was chosen for it"
     )
 
 
@@ -199,21 +233,31 @@ def ensemble_ct(
     cards = [ModelCard.load(Path(path)) for path in member_cards]
     first = cards[0]
     if len(cards) < 2:
-        raise ValueError("an ensemble needs at least two member cards")
+        raise CtChoiceError("an ensemble needs at least two member cards")
     for card in cards:
         if card.members:
-            raise ValueError(f"{card.path} is an ensemble already: give its members")
+            raise CtChoiceError(f"{card.path} is an ensemble already: give its members")
         if (card.task, card.input, card.preprocessing) != (first.task, first.input, first.preprocessing):
-            raise ValueError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
-        if not card.data.get("validation_slices") or card.data["validation_slices"] != first.data["validation_slices"]:
-            raise ValueError(f"{card.path} held out other validation slices than {first.path} (use --split-seed)")
+            raise CtChoiceError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
+        if bool(card.data.get("refit_of")) != bool(first.data.get("refit_of")):
+            raise CtChoiceError(f"{card.path} and {first.path}: refits and split runs do not mix in one ensemble")
+        if card.data.get("refit_of"):
+            networks = lambda c: (c.data["refit_of"].get("sha256"), c.data["refit_of"].get("members_sha256"))  # noqa: E731
+            if networks(card) != networks(first):
+                raise CtChoiceError(f"{card.path} is the refit of another model than {first.path}")
+        elif (
+            not card.data.get("validation_slices") or card.data["validation_slices"] != first.data["validation_slices"]
+        ):
+            raise CtChoiceError(f"{card.path} held out other validation slices than {first.path} (use --split-seed)")
     digests = [card.sha256 or sha256_of(card.weights_path) for card in cards]
     if len(set(digests)) != len(digests):
-        raise ValueError("two member cards hold the same network: each member must be a run of its own")
+        raise CtChoiceError("two member cards hold the same network: each member must be a run of its own")
+    if first.data.get("refit_of"):
+        return _ensemble_of_refits(cards, out_dir, log)
     held_out = set(first.data["validation_slices"])
     validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
     if len(validation) != len(held_out):
-        raise ValueError(f"{data_dir} lacks some of the members' validation slices")
+        raise CtChoiceError(f"{data_dir} lacks some of the members' validation slices")
     models = [ScanModel.load(card) for card in cards]
     x_val, y_val = _load(validation, first.input.height, models[0].prepare)
     masks_val = y_val[..., 0] >= 0.5
@@ -235,15 +279,8 @@ def ensemble_ct(
                         "command": card.training.get("command", "")})  # fmt: skip
         log(f"member {index} (seed {card.training.get('seed')}): validation Dice {own:.4f} at its own settings, "
             f"{at_ensemble:.4f} at the ensemble's")  # fmt: skip
-    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for member, payload in zip(members, payloads, strict=True):
-        (out_dir / member["weights"]).write_bytes(payload)
-    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
-    ensemble.weights = members[0]["weights"]
-    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
-    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
+    ensemble = _write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
     ensemble.threshold_method = (
         f"mask threshold and test-time flip maximising mean slice Dice of the {len(cards)} members' mean mask on the "
@@ -254,12 +291,74 @@ def ensemble_ct(
     ) + f" on one split: {first.architecture}"  # fmt: skip
     ensemble.training = {"members": members, "selection": "each member: its best validation epoch"}
     ensemble.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
-    ensemble.findings = {}
     ensemble.save(out_dir / f"{first.name}.json")
     remove_stale_members(ensemble, out_dir)
     log(f"ensemble of {len(cards)}: validation Dice {validation_dice:.4f} at mask threshold {threshold}, flip {flip}")
     log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
         "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
+    return ensemble
+
+
+def _write_members(cards: Sequence[ModelCard], members: list[dict], out_dir: Path) -> ModelCard:
+    """Copy the members' networks into `out_dir` (NAME.keras, NAME.m1.keras, ...) and return the ensemble's card
+    (the first member's, listing the others with their sha256); the caller fills in how it decides."""
+    first = cards[0]
+    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for member, payload in zip(members, payloads, strict=True):
+        (out_dir / member["weights"]).write_bytes(payload)
+    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
+    ensemble.weights = members[0]["weights"]
+    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
+    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
+    ensemble.findings = {}
+    return ensemble
+
+
+def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable[[str], None]) -> ModelCard:
+    """The mean of refits of one validated model (every slice trained on, none held out): nothing is left to
+    choose on, so the mask threshold and flip stay those of the model they repeat."""
+    first = cards[0]
+    source = first.data["refit_of"]
+    networks = 1 + len(source.get("members_sha256", []))
+    if len(cards) != networks:
+        raise CtChoiceError(f"the settings were chosen for a mean of {networks} network(s): give {networks} refits")
+    for card in cards[1:]:
+        for field in ("n_train", "validation_slices"):
+            if card.data.get(field) != first.data.get(field):
+                raise CtChoiceError(f"{card.path} trained on other slices than {first.path} ({field})")
+        if (card.architecture, card.training.get("selection")) != (first.architecture, first.training.get("selection")):
+            raise CtChoiceError(f"{card.path} was trained otherwise than {first.path} (network or stopping epoch)")
+    name = lambda index: f"{first.name}.m{index}.keras" if index else f"{first.name}.keras"  # noqa: E731
+    members = [{"weights": name(index), "seed": card.training.get("seed"),
+                "epochs_run": card.training.get("epochs_run"), "selection": card.training.get("selection", ""),
+                "command": card.training.get("command", "")} for index, card in enumerate(cards)]  # fmt: skip
+    ensemble = _write_members(cards, members, out_dir)
+    ensemble.mask_threshold, ensemble.test_time_flip = source["mask_threshold"], source["test_time_flip"]
+    ensemble.threshold_method = refit_method(source).replace("this network trained", "these networks trained")
+    seeds = ", ".join(str(member["seed"]) for member in members)
+    ensemble.architecture = (
+        f"mean of {len(cards)} networks trained alike with seeds {seeds} on all {first.data.get('n_train')} "
+        f"slices of train/: {first.architecture}"
+    )
+    ensemble.training = {"members": members, "selection": members[0]["selection"]}
+    ensemble.metrics = {"validation": refit_validation(source)}
+    ensemble.save(Path(out_dir) / f"{first.name}.json")
+    remove_stale_members(ensemble, Path(out_dir))
+    log(f"ensemble of {len(cards)} refits: mask threshold {ensemble.mask_threshold}, flip {ensemble.test_time_flip} "
+        f"from {source['card']} (nothing left to choose them on)")  # fmt: skip
+    lungs = Path(out_dir) / "ct-lungs.json"
+    if lungs.is_file():  # its margin was chosen on slices this model now trains on: the lung card says so
+        lung_card = ModelCard.load(lungs)
+        if lung_card.decision_rule:
+            lung_card.decision_rule["infection_model_note"] = (
+                f"chosen with the masks of {source['card']} (sha256 {str(source['sha256'])[:12]}), which held out "
+                f"these slices; the infection model in use is its refit on all of train/ (these slices included), "
+                "so the margin could not be rechosen and was kept"
+            )
+            lung_card.save()
+    log("the lung outline keeps its margin: every slice is now a training slice of the infection model")
     return ensemble
 
 
@@ -270,9 +369,8 @@ MARGIN_TARGET = 0.99
 
 def _held_out_slices(card: ModelCard, slices: Sequence[CtSlice]) -> set[str]:
     """The slices a CT model held out for validation (from its card, or redrawn from its seed)."""
-    named = card.data.get("validation_slices")
-    if named:
-        return set(named)
+    if "validation_slices" in card.data:  # named, or none at all (a refit held none out)
+        return set(card.data["validation_slices"])
     count = int(card.data.get("n_validation", 8))
     return {item.image.stem for item in split_slices(slices, int(card.training.get("seed", 0)), count)[0]}
 
@@ -296,7 +394,11 @@ def tune_outline_margin(
     held_out = _held_out_slices(card, slices) & _held_out_slices(infection_model.card, slices)
     chosen_slices = [item for item in slices if item.image.stem in held_out]
     if not chosen_slices:
-        raise ValueError("the two CT models share no held-out slice under this folder")
+        raise CtChoiceError(
+            "the two CT models share no held-out slice under this folder (a refit holds none out): the margin "
+            f"stays as chosen before ({card.decision_rule.get('outline_margin', 'none yet')}); give the model "
+            "validated on a split as --infection-card"
+        )
     predicted = []  # both networks once per slice; only the margin changes across the grid
     for item in chosen_slices:
         grey = read_grey(item.image)

@@ -21,6 +21,7 @@ from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.scan_model import softmax
 from core.training.fitting import (
     BestEpoch,
+    StateMismatchError,
     TrainingState,
     best_epoch_monitor,
     best_mask_threshold,
@@ -82,7 +83,8 @@ def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, lo
     and `settings.resume` continues from it only when the fingerprint matches."""
     state = None
     if settings.checkpoint is not None and score is not None:
-        schedule = {k: v for k, v in settings.__dict__.items() if k not in ("checkpoint", "resume")}
+        leave_out = ("checkpoint", "resume", "stop_after")  # where a run stops does not change its schedule
+        schedule = {k: v for k, v in settings.__dict__.items() if k not in leave_out}
         identity = fingerprint(model, np.zeros(0) if x_val is None else x_val, steps=steps, repeated=repeated,
                                loss=getattr(loss, "__name__", type(loss).__name__), class_weight=class_weight,
                                **schedule)  # fmt: skip
@@ -97,6 +99,8 @@ def _train(model, dataset, steps: int, repeated: bool, settings: FitSettings, lo
         callbacks.append(monitor)
         if settings.resume and state is not None and state.path.exists():
             done = state.restore(model, best)
+            if done > settings.last_epoch:
+                raise StateMismatchError(f"{state.path} is past epoch {settings.last_epoch} already ({done} done)")
             log(f"resumed from {state.path} after epoch {done} (best so far: epoch {best.epoch})")
         elif settings.resume:
             log(f"nothing to resume (no saved state at {state.path if state else 'this run: it saves none'}): "
