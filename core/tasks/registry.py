@@ -81,16 +81,22 @@ def _fit_mri_tumour(args, common: dict[str, Any], optional: dict[str, Any]):
     return tune_tumour_rule(args.out / "mri-tumour.json", args.segmentation_card, args.data, log=common["log"])
 
 
+def _is_refit(card_path: Path) -> bool:
+    """Whether the CT card at `card_path` is a refit on every slice (it held none out for validation)."""
+    import json
+
+    return json.loads(card_path.read_text()).get("data", {}).get("validation_slices") == []
+
+
 def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
-        from core.models.cards import ModelCard
         from core.training.ct import CtChoiceError, ensemble_ct, train_ct, tune_outline_margin
 
         card = None
         infection_card = args.infection_card or args.out / "ct-infection.json"
         if target == "lungs" and not Path(infection_card).exists():  # needed for the margin: say so before training
             raise FileNotFoundError(f"ct-lungs needs the infection model's card ({infection_card}): --infection-card")
-        if target == "lungs" and ModelCard.load(Path(infection_card)).data.get("validation_slices") == []:
+        if target == "lungs" and _is_refit(Path(infection_card)):
             raise CtChoiceError(
                 f"{infection_card} is a refit on every slice: none is left to choose the lung "
                 "outline's margin on; give the model validated on a split as --infection-card"

@@ -142,10 +142,7 @@ def train_ct(
     if source is not None:
         card.mask_threshold, card.test_time_flip = source["mask_threshold"], source["test_time_flip"]
         card.threshold_method = refit_method(source)
-        card.data["split"] = (
-            f"all {len(train)} slices of train/ (a refit: no validation slice; the settings come from "
-            f"{source['card']}, which held out {len(source['validation_slices'])}); test/ (48 slices) never used here"
-        )
+        card.data["split"] = refit_split(len(train), source)
         card.data["refit_of"] = source
     card.training = history_fields(
         fit.best, settings, started,
@@ -213,13 +210,23 @@ def refit_validation(source: dict) -> dict:
     }
 
 
-def refit_method(source: dict) -> str:
-    """The card's threshold method of a refit: the settings' origin, said plainly."""
+def refit_split(n_train: int, source: dict) -> str:
+    """The card's split of a refit: every slice trained on, none held out."""
+    return (
+        f"all {n_train} slices of train/ (a refit: no validation slice; the settings come from {source['card']}, "
+        f"which held out {len(source['validation_slices'])}); test/ (48 slices) never used here"
+    )
+
+
+def refit_method(source: dict, networks: int = 1) -> str:
+    """The card's threshold method of a refit (of `networks` networks): the settings' origin, said plainly."""
     return (
         f"taken from the model validated as {source['card']} (sha256 {str(source['sha256'])[:12]}, "
         f"{1 + len(source.get('members_sha256', []))} network(s); validation Dice {source['validation_dice']:.4f}: "
-        f"{source['threshold_method']}); this network trained on all of train/, validation slices included, so "
-        "nothing was chosen for it"
+        f"{source['threshold_method']}); "
+        + ("this network" if networks == 1 else "these networks")
+        + " trained on all of train/, validation slices included, so nothing was chosen for "
+        + ("it" if networks == 1 else "them")
     )
 
 
@@ -336,7 +343,7 @@ def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable
                 "command": card.training.get("command", "")} for index, card in enumerate(cards)]  # fmt: skip
     ensemble = _write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = source["mask_threshold"], source["test_time_flip"]
-    ensemble.threshold_method = refit_method(source).replace("this network trained", "these networks trained")
+    ensemble.threshold_method = refit_method(source, len(cards))
     seeds = ", ".join(str(member["seed"]) for member in members)
     ensemble.architecture = (
         f"mean of {len(cards)} networks trained alike with seeds {seeds} on all {first.data.get('n_train')} "
