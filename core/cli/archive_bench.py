@@ -97,10 +97,13 @@ class MemorySampler:
 
 
 def local_rate(folder: Path, task: str) -> float:
+    """The local CLI's rate as `python -m core.predict` runs by default: gate + model through TensorFlow Lite."""
+    from core.cli.archive import lite_forward
     from core.cli.predict import expand, predict_files
     from core.models.scan_model import ScanModel
 
     model, gate = ScanModel.load(task), ScanModel.load("gate")
+    lite_forward([model, gate])  # outside the timing, as the CLI does before its first image
     files = expand([folder])
     start = time.perf_counter()
     predict_files(files, model, progress=False, gate=gate)
