@@ -223,7 +223,10 @@ def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_onl
     assert (card.mask_threshold, card.test_time_flip) == (0.65, True)
     assert card.data["refit_of"]["sha256"] == source.sha256 and card.metrics["validation"]["n"] == 0
     assert len(card.data["refit_of"]["commands"]) == 2 and "--split-seed 0" in card.data["refit_of"]["commands"][1]
-    assert card.training["epochs_run"] == 2 and "after epoch 2 of a 3-epoch" in card.training["selection"]
+    assert (
+        card.training["epochs_run"] == 2
+        and "after epoch 2 of a cosine schedule over 3 epochs" in card.training["selection"]
+    )
     assert [sorted(row) for row in card.training["history"]] == [["epoch", "loss", "training_Dice"]] * 2
     assert _held_out_slices(card, list_ct(data)) == set()  # nothing held out: the lung margin cannot be rechosen
     ensemble = ensemble_ct(refits, data, tmp_path / "weights", log=lambda _: None)
@@ -244,3 +247,13 @@ def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_onl
         with pytest.raises(SystemExit):  # one line each, no traceback
             train.main(options)
         assert says in capsys.readouterr().err
+
+
+def test_a_refit_recognises_its_sources_network_whatever_the_cards_wording():
+    from core.training.ct import same_network
+
+    plain = "U-Net on EfficientNet-Lite0 blocks 0-10 from ImageNet (decoder: bilinear x2, skip), 855,569 parameters"
+    worded = plain.replace("), 855,569", "), sigmoid mask; 855,569")
+    assert same_network(f"mean of 3 networks trained alike with seeds 0, 1, 2 on one split: {plain}", worded)
+    assert not same_network(plain, worded.replace("855,569", "1,203,457"))
+    assert not same_network("ResUNet (widths 8-128), 855,569 parameters", worded)

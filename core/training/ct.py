@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -96,7 +97,7 @@ def train_ct(
     x_val, y_val = _load(validation, size, preparer.prepare, target_of) if validation else (x_train, y_train)
     log(f"{card.name}: train {len(x_train)} / validation {len(validation)} slices")
     model, description = build_segmenter(architecture, size, widths, encoder_blocks, "ct")
-    if source is not None and not str(source["architecture"]).endswith(description):
+    if source is not None and not same_network(str(source["architecture"]), description):
         raise CtChoiceError(f"{refit_of} is another network ({source['architecture']}): a refit repeats its recipe")
     loss = "binary cross-entropy + (1 - soft Dice" + (" per slice, averaged)" if dice_loss == "per-slice" else ")")
     if source is not None and source["loss"] not in (None, loss):
@@ -149,6 +150,8 @@ def train_ct(
         loss=loss,
         augmentation="horizontal flip, rotation, zoom, shift, contrast, 4 augmented passes per epoch",
     )  # fmt: skip
+    if target == "infection":  # the card's first limit names the slices this network trained on
+        card.limits = [re.sub(r"^Trained on \d+ ", f"Trained on {len(train)} ", card.limits[0]), *card.limits[1:]]
     card.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
     if source is not None:
         card.metrics = {"validation": refit_validation(source)}
@@ -208,6 +211,18 @@ def refit_validation(source: dict) -> dict:
         "source_dice_mean": source["validation_dice"],
         "source_n": len(source["validation_slices"]),
     }
+
+
+def same_network(described: str, description: str) -> bool:
+    """Whether a card's architecture text (an ensemble's names its members' after a colon) describes the network
+    of `description`: the same network named before the first bracket, and the same parameter count."""
+
+    def key(text: str) -> tuple[str, str]:
+        text = re.sub(r"^mean of \d+ networks[^:]*: ", "", text)
+        count = re.search(r"([\d,]+) parameters", text)
+        return text.split(" (")[0].strip(), count.group(1) if count else ""
+
+    return key(described) == key(description)
 
 
 def refit_split(n_train: int, source: dict) -> str:
@@ -335,8 +350,11 @@ def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable
         for field in ("n_train", "validation_slices"):
             if card.data.get(field) != first.data.get(field):
                 raise CtChoiceError(f"{card.path} trained on other slices than {first.path} ({field})")
-        if (card.architecture, card.training.get("selection")) != (first.architecture, first.training.get("selection")):
-            raise CtChoiceError(f"{card.path} was trained otherwise than {first.path} (network or stopping epoch)")
+        recipe = lambda c: (c.architecture, c.training.get("selection"), c.training.get("loss"))  # noqa: E731
+        if recipe(card) != recipe(first):
+            raise CtChoiceError(
+                f"{card.path} was trained otherwise than {first.path} (network, stopping epoch or loss)"
+            )
     name = lambda index: f"{first.name}.m{index}.keras" if index else f"{first.name}.keras"  # noqa: E731
     members = [{"weights": name(index), "seed": card.training.get("seed"),
                 "epochs_run": card.training.get("epochs_run"), "selection": card.training.get("selection", ""),

@@ -289,7 +289,7 @@ def history_fields(fit: BestEpoch, settings: FitSettings, started: float, **extr
     }
     if settings.patience is None and settings.last_epoch < settings.epochs:
         fields["selection"] = (
-            f"the weights after epoch {settings.last_epoch} of a {settings.epochs}-epoch cosine schedule "
+            f"the weights after epoch {settings.last_epoch} of a cosine schedule over {settings.epochs} epochs "
             "(nothing chosen on validation)"
         )
     elif settings.patience is None:
