@@ -1,4 +1,8 @@
-"""Training the CT segmenters: the infection network (`ct-infection`) and the lung network (`ct-lungs`)."""
+"""Training the CT segmenters: the infection network (`ct-infection`) and the lung network (`ct-lungs`).
+
+Length: one training function with its two ways to combine runs (ensembles of split runs, refits on every slice)
+and the lung outline's margin; they share the slice loading and the checks of what fits together.
+"""
 
 from __future__ import annotations
 
