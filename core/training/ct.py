@@ -299,7 +299,7 @@ def ensemble_ct(
     for index, card in enumerate(cards):
         own = float(card.metrics.get("validation", {}).get("dice_mean", float("nan")))
         at_ensemble = slice_dice(flipped[index] if flip else plain[index], threshold)
-        members.append({"weights": f"{first.name}.m{index}.keras" if index else f"{first.name}.keras",
+        members.append({"weights": member_file(first.name, index),
                         "seed": card.training.get("seed"), "best_epoch": card.training.get("best_epoch"),
                         "validation_dice": own, "validation_dice_at_ensemble_settings": at_ensemble,
                         "command": card.training.get("command", "")})  # fmt: skip
@@ -323,6 +323,11 @@ def ensemble_ct(
     log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
         "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
     return ensemble
+
+
+def member_file(name: str, index: int) -> str:
+    """The file of an ensemble's member `index`: NAME.keras for the first, NAME.mK.keras for the others."""
+    return f"{name}.m{index}.keras" if index else f"{name}.keras"
 
 
 def _write_members(cards: Sequence[ModelCard], members: list[dict], out_dir: Path) -> ModelCard:
@@ -359,8 +364,7 @@ def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable
             raise CtChoiceError(
                 f"{card.path} was trained otherwise than {first.path} (network, stopping epoch or loss)"
             )
-    name = lambda index: f"{first.name}.m{index}.keras" if index else f"{first.name}.keras"  # noqa: E731
-    members = [{"weights": name(index), "seed": card.training.get("seed"),
+    members = [{"weights": member_file(first.name, index), "seed": card.training.get("seed"),
                 "epochs_run": card.training.get("epochs_run"), "selection": card.training.get("selection", ""),
                 "command": card.training.get("command", "")} for index, card in enumerate(cards)]  # fmt: skip
     ensemble = _write_members(cards, members, out_dir)
