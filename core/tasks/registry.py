@@ -107,7 +107,8 @@ def _fit_ct(target: str) -> Fit:
             card = train_ct(args.data, args.out, **common, **optional, target=target, architecture=_segmenter(args),
                             encoder_blocks=args.encoder_blocks, dice_loss=args.dice, resume=args.resume,
                             split_seed=args.split_seed, refit_of=getattr(args, "refit", None),
-                            stop_after=getattr(args, "stop_after", None))  # fmt: skip
+                            stop_after=getattr(args, "stop_after", None), folds=getattr(args, "folds", None),
+                            fold=getattr(args, "fold", None))  # fmt: skip
         if target == "lungs":
             return tune_outline_margin(args.out / "ct-lungs.json", infection_card, args.data, log=common["log"])
         return card

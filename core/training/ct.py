@@ -48,6 +48,16 @@ def split_slices(slices: Sequence[CtSlice], seed: int, validation_count: int = 8
     return [slices[i] for i in order[:validation_count]], [slices[i] for i in order[validation_count:]]
 
 
+def fold_slices(slices: Sequence[CtSlice], seed: int, folds: int, fold: int) -> tuple[list, list]:
+    """(validation, train) of cross-validation: the slices permuted by `seed`, cut into `folds` near-equal parts;
+    part `fold` is held out, the others train. The `folds` runs of one seed hold out every slice exactly once."""
+    if not 0 <= fold < folds or folds < 2 or folds > len(slices):
+        raise CtChoiceError(f"fold {fold} of {folds} does not exist for {len(slices)} slices")
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(slices)), folds)
+    held_out = set(parts[fold].tolist())
+    return [slices[i] for i in parts[fold]], [slices[i] for i in range(len(slices)) if i not in held_out]
+
+
 def train_ct(
     data_dir: Path,
     out_dir: Path,
@@ -69,6 +79,8 @@ def train_ct(
     split_seed: int | None = None,
     refit_of: Path | None = None,
     stop_after: int | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> ModelCard:
     """Train the infection segmenter on `data_dir` (train/ only); 8 of its slices are held for validation.
     With ``target="lungs"``: the lung network (`ct-lungs`), on the pseudo-labels of `core.transforms.lungs`.
@@ -77,7 +89,8 @@ def train_ct(
     (initialisation, shuffling, augmentation): members of an ensemble share a split and differ in their seed.
     `refit_of` (a card of the same recipe trained on a split of this folder): train on every slice, for exactly
     `epochs` (no validation, so nothing to stop on or choose), and take that card's mask threshold and flip;
-    `stop_after` ends a fixed-length run after that epoch of the `epochs`-long cosine schedule."""
+    `stop_after` ends a fixed-length run after that epoch of the `epochs`-long cosine schedule. `folds`, `fold`:
+    hold out part `fold` of `folds` (drawn by `split_seed`) instead of 8 slices, for a cross-validated ensemble."""
     import keras
     import tensorflow as tf
 
@@ -88,6 +101,8 @@ def train_ct(
     source = None if refit_of is None else refit_source(Path(refit_of), slices, size, target)
     if source is not None:
         validation, train, patience = [], list(slices), None
+    elif folds is not None:
+        validation, train = fold_slices(slices, split_seed, folds, int(fold or 0))
     else:
         validation, train = split_slices(slices, split_seed, validation_count)
     card = lung_card(size) if target == "lungs" else infection_card(size)
@@ -131,7 +146,8 @@ def train_ct(
         fit.validation_dice,
     )
     card.threshold_method = (
-        "mask threshold and test-time flip maximising mean slice Dice on 8 validation slices taken from train/"
+        f"mask threshold and test-time flip maximising mean slice Dice on {len(validation)} validation slices "
+        "taken from train/"
     )
     card.architecture = description
     card.data = {
@@ -144,6 +160,13 @@ def train_ct(
         "n_validation": len(validation),
         "validation_slices": [item.image.stem for item in validation],
     }
+    if folds is not None:
+        card.data["split"] = (
+            f"fold {int(fold or 0) + 1} of {folds}: {len(train)} train / {len(validation)} validation slices from "
+            f"train/ (folds drawn by seed {split_seed}); test/ (48 slices) never used here. The set has no patient "
+            "ids: validation slices may share patients with training slices."
+        )
+        card.data["cross_validation"] = {"folds": folds, "fold": int(fold or 0), "split_seed": split_seed}
     if source is not None:
         card.mask_threshold, card.test_time_flip = source["mask_threshold"], source["test_time_flip"]
         card.threshold_method = refit_method(source)
