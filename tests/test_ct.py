@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.cli import evaluate, train
 from core.data.ct import list_ct
-from core.training.ct import MARGIN_GRID, split_slices
+from core.training.ct import MARGIN_GRID, fold_slices, split_slices
 from core.transforms.lungs import (
     count_lungs,
     dark_lungs,
@@ -144,7 +144,7 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
     from core.errors import ModelCardError
     from core.models.cards import ModelCard
     from core.models.scan_model import ScanModel
-    from core.training.ct import ensemble_ct
+    from core.training.ct_ensemble import ensemble_ct
 
     data = make_ct_set(tmp_path / "ct", n=6)
     members = [_member(tmp_path / f"s{seed}", seed, ["1", "4"]) for seed in (0, 1, 2)]
@@ -186,6 +186,10 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
         ("ct-infection", ["--refit", "a.json", "--epochs", "3"], "--refit: no card at a.json"),
         ("ct-infection", ["--stop-after", "3", "--epochs", "5"], "runs of a fixed length"),
         ("ct-infection", ["--patience", "0", "--stop-after", "6", "--epochs", "5"], "between 1 and --epochs"),
+        ("ct-infection", ["--folds", "5"], "--folds and --fold go together"),
+        ("ct-infection", ["--folds", "5", "--fold", "5"], "between 0 and K-1"),
+        ("ct-lungs", ["--folds", "5", "--fold", "0"], "--folds applies to ct-infection only"),
+        ("ct-infection", ["--folds", "2", "--fold", "0", "--refit", "a.json"], "--refit and --ensemble-of do not"),
     ],
 )
 def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, says, capsys, monkeypatch):
@@ -197,7 +201,8 @@ def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, say
 
 def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_only_refits(tmp_path, capsys):
     from core.models.cards import ModelCard
-    from core.training.ct import _held_out_slices, ensemble_ct
+    from core.training.ct import _held_out_slices
+    from core.training.ct_ensemble import ensemble_ct
 
     data = make_ct_set(tmp_path / "ct")
     small = ["--size", "64", "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]
@@ -242,7 +247,7 @@ def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_onl
         ([*ct, *small, "--refit", str(refits[0]), "--epochs", "2", "--out", str(refused)], "held out no validation"),
         ([*ct, "--size", "32", "--refit", str(source_path), "--epochs", "2", "--out", str(refused)], "not a 32 px"),
         (["ct-lungs", "--data", str(data), "--out", str(refused), "--infection-card", str(refits[0]), "--tune-only"],
-         "a refit on every slice"),
+         "trained on every slice"),
     ):  # fmt: skip
         with pytest.raises(SystemExit):  # one line each, no traceback
             train.main(options)
@@ -257,3 +262,70 @@ def test_a_refit_recognises_its_sources_network_whatever_the_cards_wording():
     assert same_network(f"mean of 3 networks trained alike with seeds 0, 1, 2 on one split: {plain}", worded)
     assert not same_network(plain, worded.replace("855,569", "1,203,457"))
     assert not same_network("ResUNet (widths 8-128), 855,569 parameters", worded)
+
+
+def test_folds_hold_out_every_slice_exactly_once():
+    slices = list(range(23))
+    held_out = [fold_slices(slices, 4, 5, fold)[0] for fold in range(5)]
+    assert sorted(i for part in held_out for i in part) == slices
+    assert sorted(len(part) for part in held_out) == [4, 4, 5, 5, 5]
+    validation, train_part = fold_slices(slices, 4, 5, 2)
+    assert set(validation).isdisjoint(train_part) and len(validation) + len(train_part) == 23
+    assert held_out != [fold_slices(slices, 5, 5, fold)[0] for fold in range(5)]  # the seed draws the folds
+    with pytest.raises(ValueError, match="does not exist"):
+        fold_slices(slices, 4, 5, 5)
+
+
+def test_a_cross_validated_ensemble_chooses_its_settings_on_out_of_fold_masks(tmp_path, capsys):
+    from core.models.cards import ModelCard
+    from core.models.scan_model import ScanModel
+    from core.training.ct import load_slices
+    from core.training.ct_ensemble import ensemble_ct
+
+    data = make_ct_set(tmp_path / "ct", n=6)
+    small = ["--size", "32", "--widths", "4,8,8", "--batch-size", "4", "--dice", "per-slice", "--patience", "0"]
+
+    def fold(folds: int, index: int, split_seed: int = 0) -> Path:
+        out = tmp_path / f"f{folds}-{index}-{split_seed}"
+        assert train.main(["ct-infection", "--data", str(data), "--out", str(out), *small, "--epochs", "2",
+                           "--stop-after", "1", "--seed", str(index), "--split-seed", str(split_seed),
+                           "--folds", str(folds), "--fold", str(index)]) == 0  # fmt: skip
+        return out / "ct-infection.json"
+
+    members = [fold(3, index) for index in range(3)]
+    cards = [ModelCard.load(path) for path in members]
+    assert [len(card.data["validation_slices"]) for card in cards] == [2, 2, 2]
+    assert all(card.data["n_train"] == 4 and "fold" in card.data["split"] for card in cards)
+    ensemble = ensemble_ct(members, data, tmp_path / "weights", log=lambda _: None)
+    assert ensemble.data["validation_slices"] == [] and ensemble.metrics["validation"]["n"] == 6
+    assert "3-fold cross-validation" in ensemble.architecture
+    assert "out of fold" in ensemble.metrics["validation"]["note"]
+    slices = {item.image.stem: item for item in list_ct(data)}
+    recomputed = []  # each slice by the member that held it out, at the ensemble's settings
+    for card in cards:
+        model = ScanModel.load(card)
+        x, y = load_slices([slices[n] for n in card.data["validation_slices"]], 32, model.prepare)
+        probabilities = model.mask_probabilities(x, flip=ensemble.test_time_flip)
+        truths = y[..., 0] >= 0.5
+        recomputed += [_dice(p >= ensemble.mask_threshold, t) for p, t in zip(probabilities, truths, strict=True)]
+    assert ensemble.metrics["validation"]["dice_mean"] == pytest.approx(np.mean(recomputed), abs=1e-6)
+    refused = tmp_path / "refused"
+    with pytest.raises(ValueError, match="one run per fold"):
+        ensemble_ct(members[:2], data, refused, log=lambda _: None)
+    with pytest.raises(ValueError, match="other folds"):
+        ensemble_ct([*members[:2], fold(3, 2, split_seed=1)], data, refused, log=lambda _: None)
+    with pytest.raises(ValueError, match="do not mix"):
+        ensemble_ct([members[0], _member(tmp_path / "split", 7, ["1", "4"])], data, refused, log=lambda _: None)
+    card = tmp_path / "weights" / "ct-infection.json"
+    with pytest.raises(SystemExit):  # nothing is held out by the mean: the lung margin cannot be chosen against it
+        train.main(["ct-lungs", "--data", str(data), "--out", str(refused), "--infection-card", str(card)])
+    assert "trained on every slice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["ct-infection", "--data", str(data), "--out", str(refused), "--refit", str(card), "--epochs", "2"])
+    assert "held out no validation" in capsys.readouterr().err
+
+
+def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    from core.checks.metrics import dice
+
+    return dice(predicted, truth)

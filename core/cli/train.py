@@ -94,6 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fold", type=int, default=None, metavar="I", help="with --folds: the fold held out (0..K-1)")
     parser.add_argument("--encoder-blocks", type=int, default=11, help="lite0-unet segmenters: encoder blocks")
     args = parser.parse_args(argv)
+    if (args.folds is None) != (args.fold is None):
+        parser.error("--folds and --fold go together")
+    if args.folds is not None:
+        if args.task != "ct-infection":
+            parser.error("--folds applies to ct-infection only")
+        if args.folds < 2 or not 0 <= args.fold < args.folds:
+            parser.error("--folds K needs K >= 2 and --fold between 0 and K-1")
+        if args.refit is not None or args.ensemble_of:
+            parser.error("--folds trains one fold: --refit and --ensemble-of do not apply")
     if args.tune_only and args.task not in TUNABLE:
         parser.error(
             f"--tune-only: {args.task} has nothing to rechoose without training; it applies to {', '.join(TUNABLE)}"
@@ -121,15 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ensemble_of or args.tune_only or args.split_seed is not None or args.patience:
             parser.error("--refit holds out nothing: --ensemble-of, --tune-only, --split-seed and --patience "
                          "do not apply")  # fmt: skip
-    if (args.folds is None) != (args.fold is None):
-        parser.error("--folds and --fold go together")
-    if args.folds is not None:
-        if args.task != "ct-infection":
-            parser.error("--folds applies to ct-infection only")
-        if not 2 <= args.folds or not 0 <= args.fold < args.folds:
-            parser.error("--folds K needs K >= 2 and --fold between 0 and K-1")
-        if args.refit is not None or args.ensemble_of:
-            parser.error("--folds trains one fold: --refit and --ensemble-of do not apply")
     if args.stop_after is not None:
         if args.task != "ct-infection" or not (args.refit or args.patience == 0):
             parser.error("--stop-after applies to ct-infection runs of a fixed length (--refit or --patience 0)")

@@ -81,8 +81,9 @@ def _fit_mri_tumour(args, common: dict[str, Any], optional: dict[str, Any]):
     return tune_tumour_rule(args.out / "mri-tumour.json", args.segmentation_card, args.data, log=common["log"])
 
 
-def _is_refit(card_path: Path) -> bool:
-    """Whether the CT card at `card_path` is a refit on every slice (it held none out for validation)."""
+def _holds_out_nothing(card_path: Path) -> bool:
+    """Whether the CT card at `card_path` held no slice out (a refit on every slice, or a mean of cross-validation
+    folds): read as raw JSON, so that any card that loads can be asked."""
     import json
 
     return json.loads(card_path.read_text()).get("data", {}).get("validation_slices") == []
@@ -90,16 +91,17 @@ def _is_refit(card_path: Path) -> bool:
 
 def _fit_ct(target: str) -> Fit:
     def fit(args, common: dict[str, Any], optional: dict[str, Any]):
-        from core.training.ct import CtChoiceError, ensemble_ct, train_ct, tune_outline_margin
+        from core.training.ct import CtChoiceError, train_ct, tune_outline_margin
+        from core.training.ct_ensemble import ensemble_ct
 
         card = None
         infection_card = args.infection_card or args.out / "ct-infection.json"
         if target == "lungs" and not Path(infection_card).exists():  # needed for the margin: say so before training
             raise FileNotFoundError(f"ct-lungs needs the infection model's card ({infection_card}): --infection-card")
-        if target == "lungs" and _is_refit(Path(infection_card)):
+        if target == "lungs" and _holds_out_nothing(Path(infection_card)):
             raise CtChoiceError(
-                f"{infection_card} is a refit on every slice: none is left to choose the lung "
-                "outline's margin on; give the model validated on a split as --infection-card"
+                f"{infection_card} trained on every slice (a refit, or a mean of cross-validation folds): none is left "
+                "to choose the lung outline's margin on; give a model validated on a split as --infection-card"
             )
         if target == "infection" and args.ensemble_of:
             return ensemble_ct(args.ensemble_of, args.data, args.out, log=common["log"])

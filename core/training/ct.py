@@ -1,8 +1,6 @@
-"""Training the CT segmenters: the infection network (`ct-infection`) and the lung network (`ct-lungs`).
-
-Length: one training function with its two ways to combine runs (ensembles of split runs, refits on every slice)
-and the lung outline's margin; they share the slice loading and the checks of what fits together.
-"""
+"""Training the CT segmenters: the infection network (`ct-infection`, on a split, one fold of a cross-validation,
+or a refit on every slice) and the lung network (`ct-lungs`) with its outline's margin. Combining trained
+infection networks into one model: `core.training.ct_ensemble`."""
 
 from __future__ import annotations
 
@@ -16,11 +14,11 @@ import numpy as np
 
 from core.checks.metrics import dice
 from core.data.ct import CtSlice, list_ct, read_binary, read_grey
-from core.models.cards import ModelCard, remove_stale_members, sha256_of
+from core.models.cards import ModelCard
 from core.models.networks import build_segmenter
 from core.models.scan_model import ScanModel
 from core.tasks.ct import infection_card, lung_card
-from core.training.loops import FitSettings, choose_mask_settings, export_with_card, fit_segmenter, history_fields
+from core.training.loops import FitSettings, export_with_card, fit_segmenter, history_fields
 from core.transforms.augment import augment_pairs
 
 
@@ -28,7 +26,7 @@ class CtChoiceError(ValueError):
     """CT models that do not fit together: ensemble members, a refit and its source, or held-out slices."""
 
 
-def _load(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
+def load_slices(slices: Sequence[CtSlice], size: int, prepare, target_of=None) -> tuple[np.ndarray, np.ndarray]:
     """Prepared slices and their targets at `size` (the infection mask, or `target_of(grey, infection)`)."""
     images, masks = [], []
     for item in slices:
@@ -112,8 +110,8 @@ def train_ct(
         from core.transforms.lungs import pseudo_lungs
 
         target_of = pseudo_lungs
-    x_train, y_train = _load(train, size, preparer.prepare, target_of)
-    x_val, y_val = _load(validation, size, preparer.prepare, target_of) if validation else (x_train, y_train)
+    x_train, y_train = load_slices(train, size, preparer.prepare, target_of)
+    x_val, y_val = load_slices(validation, size, preparer.prepare, target_of) if validation else (x_train, y_train)
     log(f"{card.name}: train {len(x_train)} / validation {len(validation)} slices")
     model, description = build_segmenter(architecture, size, widths, encoder_blocks, "ct")
     if source is not None and not same_network(str(source["architecture"]), description):
@@ -270,152 +268,6 @@ def refit_method(source: dict, networks: int = 1) -> str:
         + " trained on all of train/, validation slices included, so nothing was chosen for "
         + ("it" if networks == 1 else "them")
     )
-
-
-def ensemble_ct(
-    member_cards: Sequence[Path], data_dir: Path, out_dir: Path, log: Callable[[str], None] = print
-) -> ModelCard:
-    """One infection model from several trained on the same split (`--split-seed`), differing in their seed: the
-    mean of their masks, with the mask threshold and test-time flip rechosen by the same rule on the validation
-    slices they all held out. Writes the first member as NAME.keras, the others as NAME.mK.keras (each file
-    stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages them."""
-    cards = [ModelCard.load(Path(path)) for path in member_cards]
-    first = cards[0]
-    if len(cards) < 2:
-        raise CtChoiceError("an ensemble needs at least two member cards")
-    for card in cards:
-        if card.members:
-            raise CtChoiceError(f"{card.path} is an ensemble already: give its members")
-        if (card.task, card.input, card.preprocessing) != (first.task, first.input, first.preprocessing):
-            raise CtChoiceError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
-        if bool(card.data.get("refit_of")) != bool(first.data.get("refit_of")):
-            raise CtChoiceError(f"{card.path} and {first.path}: refits and split runs do not mix in one ensemble")
-        if card.data.get("refit_of"):
-            networks = lambda c: (c.data["refit_of"].get("sha256"), c.data["refit_of"].get("members_sha256"))  # noqa: E731
-            if networks(card) != networks(first):
-                raise CtChoiceError(f"{card.path} is the refit of another model than {first.path}")
-        elif (
-            not card.data.get("validation_slices") or card.data["validation_slices"] != first.data["validation_slices"]
-        ):
-            raise CtChoiceError(f"{card.path} held out other validation slices than {first.path} (use --split-seed)")
-    digests = [card.sha256 or sha256_of(card.weights_path) for card in cards]
-    if len(set(digests)) != len(digests):
-        raise CtChoiceError("two member cards hold the same network: each member must be a run of its own")
-    if first.data.get("refit_of"):
-        return _ensemble_of_refits(cards, out_dir, log)
-    held_out = set(first.data["validation_slices"])
-    validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
-    if len(validation) != len(held_out):
-        raise CtChoiceError(f"{data_dir} lacks some of the members' validation slices")
-    models = [ScanModel.load(card) for card in cards]
-    x_val, y_val = _load(validation, first.input.height, models[0].prepare)
-    masks_val = y_val[..., 0] >= 0.5
-
-    def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
-        return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
-
-    plain = [model.mask_probabilities(x_val, flip=False) for model in models]
-    mirrored = [model.mask_probabilities(x_val[:, :, ::-1], flip=False)[:, :, ::-1] for model in models]
-    flipped = [(p + m) / 2 for p, m in zip(plain, mirrored, strict=True)]  # as `mask_probabilities(flip=True)`
-    threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
-    members = []
-    for index, card in enumerate(cards):
-        own = float(card.metrics.get("validation", {}).get("dice_mean", float("nan")))
-        at_ensemble = slice_dice(flipped[index] if flip else plain[index], threshold)
-        members.append({"weights": member_file(first.name, index),
-                        "seed": card.training.get("seed"), "best_epoch": card.training.get("best_epoch"),
-                        "validation_dice": own, "validation_dice_at_ensemble_settings": at_ensemble,
-                        "command": card.training.get("command", "")})  # fmt: skip
-        log(f"member {index} (seed {card.training.get('seed')}): validation Dice {own:.4f} at its own settings, "
-            f"{at_ensemble:.4f} at the ensemble's")  # fmt: skip
-    out_dir = Path(out_dir)
-    ensemble = _write_members(cards, members, out_dir)
-    ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
-    ensemble.threshold_method = (
-        f"mask threshold and test-time flip maximising mean slice Dice of the {len(cards)} members' mean mask on the "
-        f"{len(validation)} validation slices they all held out from train/"
-    )
-    ensemble.architecture = f"mean of {len(cards)} networks trained alike with seeds " + ", ".join(
-        str(m["seed"]) for m in members
-    ) + f" on one split: {first.architecture}"  # fmt: skip
-    ensemble.training = {"members": members, "selection": "each member: its best validation epoch"}
-    ensemble.metrics = {"validation": {"n": len(validation), "dice_mean": validation_dice}}
-    ensemble.save(out_dir / f"{first.name}.json")
-    remove_stale_members(ensemble, out_dir)
-    log(f"ensemble of {len(cards)}: validation Dice {validation_dice:.4f} at mask threshold {threshold}, flip {flip}")
-    log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
-        "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
-    return ensemble
-
-
-def member_file(name: str, index: int) -> str:
-    """The file of an ensemble's member `index`: NAME.keras for the first, NAME.mK.keras for the others."""
-    return f"{name}.m{index}.keras" if index else f"{name}.keras"
-
-
-def _write_members(cards: Sequence[ModelCard], members: list[dict], out_dir: Path) -> ModelCard:
-    """Copy the members' networks into `out_dir` (NAME.keras, NAME.m1.keras, ...) and return the ensemble's card
-    (the first member's, listing the others with their sha256); the caller fills in how it decides."""
-    first = cards[0]
-    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for member, payload in zip(members, payloads, strict=True):
-        (out_dir / member["weights"]).write_bytes(payload)
-    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
-    ensemble.weights = members[0]["weights"]
-    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
-    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
-    ensemble.findings = {}
-    return ensemble
-
-
-def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable[[str], None]) -> ModelCard:
-    """The mean of refits of one validated model (every slice trained on, none held out): nothing is left to
-    choose on, so the mask threshold and flip stay those of the model they repeat."""
-    first = cards[0]
-    source = first.data["refit_of"]
-    networks = 1 + len(source.get("members_sha256", []))
-    if len(cards) != networks:
-        raise CtChoiceError(f"the settings were chosen for a mean of {networks} network(s): give {networks} refits")
-    for card in cards[1:]:
-        for field in ("n_train", "validation_slices"):
-            if card.data.get(field) != first.data.get(field):
-                raise CtChoiceError(f"{card.path} trained on other slices than {first.path} ({field})")
-        recipe = lambda c: (c.architecture, c.training.get("selection"), c.training.get("loss"))  # noqa: E731
-        if recipe(card) != recipe(first):
-            raise CtChoiceError(
-                f"{card.path} was trained otherwise than {first.path} (network, stopping epoch or loss)"
-            )
-    members = [{"weights": member_file(first.name, index), "seed": card.training.get("seed"),
-                "epochs_run": card.training.get("epochs_run"), "selection": card.training.get("selection", ""),
-                "command": card.training.get("command", "")} for index, card in enumerate(cards)]  # fmt: skip
-    ensemble = _write_members(cards, members, out_dir)
-    ensemble.mask_threshold, ensemble.test_time_flip = source["mask_threshold"], source["test_time_flip"]
-    ensemble.threshold_method = refit_method(source, len(cards))
-    seeds = ", ".join(str(member["seed"]) for member in members)
-    ensemble.architecture = (
-        f"mean of {len(cards)} networks trained alike with seeds {seeds} on all {first.data.get('n_train')} "
-        f"slices of train/: {first.architecture}"
-    )
-    ensemble.training = {"members": members, "selection": members[0]["selection"]}
-    ensemble.metrics = {"validation": refit_validation(source)}
-    ensemble.save(Path(out_dir) / f"{first.name}.json")
-    remove_stale_members(ensemble, Path(out_dir))
-    log(f"ensemble of {len(cards)} refits: mask threshold {ensemble.mask_threshold}, flip {ensemble.test_time_flip} "
-        f"from {source['card']} (nothing left to choose them on)")  # fmt: skip
-    lungs = Path(out_dir) / "ct-lungs.json"
-    if lungs.is_file():  # its margin was chosen on slices this model now trains on: the lung card says so
-        lung_card = ModelCard.load(lungs)
-        if lung_card.decision_rule:
-            lung_card.decision_rule["infection_model_note"] = (
-                f"chosen with the masks of {source['card']} (sha256 {str(source['sha256'])[:12]}), which held out "
-                f"these slices; the infection model in use is its refit on all of train/ (these slices included), "
-                "so the margin could not be rechosen and was kept"
-            )
-            lung_card.save()
-    log("the lung outline keeps its margin: every slice is now a training slice of the infection model")
-    return ensemble
 
 
 #: Outline margins tried, as shares of the slice's shorter side (0.0075 is 3 px on a 424 px slice).
