@@ -190,6 +190,7 @@ def test_an_ensemble_of_ct_members_is_their_mean_and_checks_every_file(tmp_path)
         ("ct-infection", ["--folds", "5", "--fold", "5"], "between 0 and K-1"),
         ("ct-lungs", ["--folds", "5", "--fold", "0"], "--folds applies to ct-infection only"),
         ("ct-infection", ["--folds", "2", "--fold", "0", "--refit", "a.json"], "--refit and --ensemble-of do not"),
+        ("ct-infection", ["--folds", "2", "--fold", "0"], "give --split-seed"),
     ],
 )
 def test_options_are_refused_where_they_do_not_apply(tmp_path, task, option, says, capsys, monkeypatch):
@@ -297,18 +298,26 @@ def test_a_cross_validated_ensemble_chooses_its_settings_on_out_of_fold_masks(tm
     assert [len(card.data["validation_slices"]) for card in cards] == [2, 2, 2]
     assert all(card.data["n_train"] == 4 and "fold" in card.data["split"] for card in cards)
     ensemble = ensemble_ct(members, data, tmp_path / "weights", log=lambda _: None)
-    assert ensemble.data["validation_slices"] == [] and ensemble.metrics["validation"]["n"] == 6
+    assert ensemble.data["validation_slices"] == [] and ensemble.metrics["validation"]["out_of_fold_n"] == 6
+    assert ensemble.limits[0].startswith("Trained on 6 ") and "on 4 of them" in ensemble.limits[0]
     assert "3-fold cross-validation" in ensemble.architecture
     assert "out of fold" in ensemble.metrics["validation"]["note"]
     slices = {item.image.stem: item for item in list_ct(data)}
-    recomputed = []  # each slice by the member that held it out, at the ensemble's settings
+    out_of_fold = {False: [], True: []}  # each slice by the member that held it out, with and without the flip
     for card in cards:
         model = ScanModel.load(card)
         x, y = load_slices([slices[n] for n in card.data["validation_slices"]], 32, model.prepare)
-        probabilities = model.mask_probabilities(x, flip=ensemble.test_time_flip)
-        truths = y[..., 0] >= 0.5
-        recomputed += [_dice(p >= ensemble.mask_threshold, t) for p, t in zip(probabilities, truths, strict=True)]
-    assert ensemble.metrics["validation"]["dice_mean"] == pytest.approx(np.mean(recomputed), abs=1e-6)
+        for flip in out_of_fold:
+            out_of_fold[flip] += list(zip(model.mask_probabilities(x, flip=flip), y[..., 0] >= 0.5, strict=True))
+
+    def recomputed(flip: bool, threshold: float) -> float:
+        return float(np.mean([_dice(p >= threshold, t) for p, t in out_of_fold[flip]]))
+
+    chosen = recomputed(ensemble.test_time_flip, ensemble.mask_threshold)
+    assert ensemble.metrics["validation"]["out_of_fold_dice_mean"] == pytest.approx(chosen, abs=1e-6)
+    grid = [round(0.2 + 0.05 * step, 2) for step in range(13)]
+    assert all(recomputed(flip, t) <= chosen + 1e-9 for flip in (False, True) for t in grid)  # the best there is
+    assert ScanModel.load(ModelCard.load(tmp_path / "weights" / "ct-infection.json")).card.members
     refused = tmp_path / "refused"
     with pytest.raises(ValueError, match="one run per fold"):
         ensemble_ct(members[:2], data, refused, log=lambda _: None)
@@ -316,6 +325,16 @@ def test_a_cross_validated_ensemble_chooses_its_settings_on_out_of_fold_masks(tm
         ensemble_ct([*members[:2], fold(3, 2, split_seed=1)], data, refused, log=lambda _: None)
     with pytest.raises(ValueError, match="do not mix"):
         ensemble_ct([members[0], _member(tmp_path / "split", 7, ["1", "4"])], data, refused, log=lambda _: None)
+    with pytest.raises(ValueError, match="not cut from the 7 slices"):
+        ensemble_ct(members, make_ct_set(tmp_path / "seven", n=7), refused, log=lambda _: None)
+    early = []  # the same runs, had each kept its best epoch on its own fold
+    for index, card in enumerate(cards):
+        (tmp_path / f"early{index}").mkdir()
+        (tmp_path / f"early{index}" / card.weights).write_bytes(card.weights_path.read_bytes())
+        card.training["selection"] = "the best validation epoch"
+        early.append(card.save(tmp_path / f"early{index}" / "ct-infection.json"))
+    with pytest.raises(ValueError, match="kept its best epoch"):
+        ensemble_ct(early, data, refused, log=lambda _: None)
     card = tmp_path / "weights" / "ct-infection.json"
     with pytest.raises(SystemExit):  # nothing is held out by the mean: the lung margin cannot be chosen against it
         train.main(["ct-lungs", "--data", str(data), "--out", str(refused), "--infection-card", str(card)])

@@ -73,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--ensemble-of", type=Path, nargs="+", default=None, metavar="CARD",
-        help="ct-infection: no training; one model from these members' cards (same split, other seeds), its mask "
-        "threshold and flip rechosen on their shared validation slices",
+        help="ct-infection: no training; one model (their mean) from these members' cards: runs on one split (mask "
+        "threshold and flip rechosen on their shared validation slices), the K runs of --folds (chosen on their "
+        "out-of-fold masks) or refits (kept from the model they repeat)",
     )  # fmt: skip
     parser.add_argument(
         "--refit", type=Path, default=None, metavar="CARD",
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--folds K needs K >= 2 and --fold between 0 and K-1")
         if args.refit is not None or args.ensemble_of:
             parser.error("--folds trains one fold: --refit and --ensemble-of do not apply")
+        if args.split_seed is None:
+            parser.error("--folds: give --split-seed, so that the K runs cut the same folds whatever their --seed")
     if args.tune_only and args.task not in TUNABLE:
         parser.error(
             f"--tune-only: {args.task} has nothing to rechoose without training; it applies to {', '.join(TUNABLE)}"

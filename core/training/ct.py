@@ -97,6 +97,8 @@ def train_ct(
     slices = list_ct(data_dir)[:limit] if limit else list_ct(data_dir)
     split_seed = seed if split_seed is None else split_seed
     source = None if refit_of is None else refit_source(Path(refit_of), slices, size, target)
+    if source is not None and folds is not None:
+        raise CtChoiceError("a refit holds out nothing: it has no fold")
     if source is not None:
         validation, train, patience = [], list(slices), None
     elif folds is not None:

@@ -20,10 +20,12 @@ from core.training.loops import choose_mask_settings
 def ensemble_ct(
     member_cards: Sequence[Path], data_dir: Path, out_dir: Path, log: Callable[[str], None] = print
 ) -> ModelCard:
-    """One infection model from several trained on the same split (`--split-seed`), differing in their seed: the
-    mean of their masks, with the mask threshold and test-time flip rechosen by the same rule on the validation
-    slices they all held out. Writes the first member as NAME.keras, the others as NAME.mK.keras (each file
-    stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages them."""
+    """One infection model from several: the mean of their masks. Runs on the same split (`--split-seed`),
+    differing in their seed: the mask threshold and test-time flip rechosen by the same rule on the validation
+    slices they all held out. The K runs of a cross-validation (`--folds`): chosen on their out-of-fold masks.
+    Refits on every slice: kept from the model they repeat. Writes the first member as NAME.keras, the others
+    as NAME.mK.keras (each file stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages
+    them."""
     cards = [ModelCard.load(Path(path)) for path in member_cards]
     first = cards[0]
     if len(cards) < 2:
@@ -171,12 +173,18 @@ def _kind(card: ModelCard) -> str:
 def _note_kept_margin(out_dir: Path, note: str, log: Callable[[str], None]) -> None:
     """Say in the lung card beside a new infection model that its margin was kept, and why (`note`)."""
     lungs = out_dir / "ct-lungs.json"
-    if lungs.is_file():  # its margin was chosen on slices this model now trains on: the lung card says so
-        lung_card = ModelCard.load(lungs)
-        if lung_card.decision_rule:
-            lung_card.decision_rule["infection_model_note"] = note
-            lung_card.save()
-    log("the lung outline keeps its margin: every slice is now a training slice of the infection model")
+    if not lungs.is_file():
+        return
+    lung_card = ModelCard.load(lungs)  # its margin was chosen on slices this model now trains on: the card says so
+    if not lung_card.decision_rule:
+        return
+    earlier = str(lung_card.decision_rule.get("infection_model_note", ""))
+    chosen_with = earlier.split("; ")[0] if earlier.startswith("chosen with the masks of") else ""
+    keep = chosen_with and not note.startswith("chosen with")  # where the margin came from stays said
+    lung_card.decision_rule["infection_model_note"] = f"{chosen_with}; {note}" if keep else note
+    lung_card.save()
+    log("the lung outline keeps its margin (every slice is now a training slice of the infection model); rerun "
+        "`python -m core.evaluate ct-lungs ... --update-card`: its test figures use this model")  # fmt: skip
 
 
 def _ensemble_of_folds(
@@ -194,10 +202,18 @@ def _ensemble_of_folds(
         cv = card.data["cross_validation"]
         if (cv["folds"], cv["split_seed"]) != (plan["folds"], plan["split_seed"]):
             raise CtChoiceError(f"{card.path} cut other folds than {first.path} (--folds, --split-seed)")
-        recipe = lambda c: (c.architecture, c.training.get("selection"), c.training.get("loss"))  # noqa: E731
-        if recipe(card) != recipe(first):
-            raise CtChoiceError(f"{card.path} was trained otherwise than {first.path} (network, stopping or loss)")
+        if _fold_recipe(card) != _fold_recipe(first):
+            raise CtChoiceError(
+                f"{card.path} was trained otherwise than {first.path} (network, stopping, loss, optimiser or batch)"
+            )
+    if "nothing chosen on validation" not in str(first.training.get("selection", "")):
+        raise CtChoiceError(
+            f"{first.path} kept its best epoch on its own fold: out-of-fold masks would then flatter the settings "
+            "chosen on them; train the folds for a fixed length (--patience 0, --stop-after)"
+        )
     slices = {item.image.stem: item for item in list_ct(data_dir)}
+    if any(card.data.get("n_train", 0) + card.data.get("n_validation", 0) != len(slices) for card in cards):
+        raise CtChoiceError(f"the folds were not cut from the {len(slices)} slices of {data_dir} (--limit, or a copy)")
     held_out = [card.data["validation_slices"] for card in cards]
     named = [name for names in held_out for name in names]
     if len(set(named)) != len(named) or set(named) != set(slices):
@@ -258,13 +274,20 @@ def _ensemble_of_folds(
         },
     }
     ensemble.training = {"members": members, "selection": first.training.get("selection", "")}
+    ensemble.limits = [
+        f"Trained on {len(named)} radiologist-labelled slices (MedSeg; each of the {len(cards)} networks on "
+        f"{first.data.get('n_train')} of them) as 8-bit images without Hounsfield units.",
+        *first.limits[1:],
+    ]
     ensemble.metrics = {
         "validation": {
-            "n": len(named),
-            "dice_mean": oof_dice,
+            "n": 0,  # no slice is unseen by the mean of the members
+            "out_of_fold_dice_mean": oof_dice,
+            "out_of_fold_n": len(named),
             "note": f"out of fold: each of the {len(named)} slices predicted by the one member that never trained on "
-            f"it, at the ensemble's threshold and flip (a single network's figure; the mean of all has none of its "
-            f"own, since every slice trained {len(cards) - 1} of its members)",
+            f"it, at the ensemble's threshold and flip: a single network's figure, with the threshold chosen on it. "
+            f"The mean of all {len(cards)} has no held-out slice of its own (every slice trained {len(cards) - 1} of "
+            "its members), and its threshold is applied to the mean of networks although chosen on single ones",
         }
     }
     ensemble.save(out_dir / f"{first.name}.json")
@@ -273,9 +296,15 @@ def _ensemble_of_folds(
         f"{threshold}, flip {flip}")  # fmt: skip
     _note_kept_margin(
         out_dir,
-        "chosen with the masks of an earlier infection model that held these slices out; the infection model in use "
-        f"is the mean of {len(cards)} cross-validation folds, which together trained on every slice, so the margin "
-        "could not be rechosen and was kept",
+        f"the infection model in use is the mean of {len(cards)} cross-validation folds, which together trained on "
+        "every slice, so the margin could not be rechosen and was kept",
         log,
     )
     return ensemble
+
+
+def _fold_recipe(card: ModelCard) -> tuple:
+    """What the runs of one cross-validation share: network, stopping, loss, optimiser, batch and slice count."""
+    training = card.training
+    return (card.architecture, training.get("selection"), training.get("loss"), training.get("optimiser"),
+            training.get("batch_size"), card.data.get("n_train", 0) + card.data.get("n_validation", 0))  # fmt: skip
