@@ -71,14 +71,11 @@ def ensemble_ct(
     threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
     members = []
     for index, card in enumerate(cards):
-        own = float(card.metrics.get("validation", {}).get("dice_mean", float("nan")))
         at_ensemble = slice_dice(flipped[index] if flip else plain[index], threshold)
-        members.append({"weights": member_file(first.name, index),
-                        "seed": card.training.get("seed"), "best_epoch": card.training.get("best_epoch"),
-                        "validation_dice": own, "validation_dice_at_ensemble_settings": at_ensemble,
-                        "command": card.training.get("command", "")})  # fmt: skip
-        log(f"member {index} (seed {card.training.get('seed')}): validation Dice {own:.4f} at its own settings, "
-            f"{at_ensemble:.4f} at the ensemble's")  # fmt: skip
+        members.append(_member_row(card, member_file(first.name, index), at_ensemble,
+                                   best_epoch=card.training.get("best_epoch")))  # fmt: skip
+        log(f"member {index} (seed {card.training.get('seed')}): validation Dice {members[-1]['validation_dice']:.4f} "
+            f"at its own settings, {at_ensemble:.4f} at the ensemble's")  # fmt: skip
     out_dir = Path(out_dir)
     ensemble = _write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
@@ -97,6 +94,19 @@ def ensemble_ct(
     log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
         "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
     return ensemble
+
+
+def _member_row(card: ModelCard, weights: str, at_ensemble: float, **how: object) -> dict:
+    """An ensemble card's line for one member: its file, how it was trained (`how`), its seed, its own validation
+    Dice and the Dice at the ensemble's settings on the same slices, and the command that made it."""
+    return {
+        "weights": weights,
+        "seed": card.training.get("seed"),
+        **how,
+        "validation_dice": float(card.metrics.get("validation", {}).get("dice_mean", float("nan"))),
+        "validation_dice_at_ensemble_settings": at_ensemble,
+        "command": card.training.get("command", ""),
+    }
 
 
 def member_file(name: str, index: int) -> str:
@@ -237,14 +247,11 @@ def _ensemble_of_folds(
     chosen = flipped_all if flip else plain_all
     members = []
     for index, card in enumerate(cards):
-        own = float(card.metrics.get("validation", {}).get("dice_mean", float("nan")))
         at_ensemble = slice_dice(chosen, threshold, owner_of == index)
-        members.append({"weights": member_file(first.name, index), "fold": card.data["cross_validation"]["fold"],
-                        "seed": card.training.get("seed"), "epochs_run": card.training.get("epochs_run"),
-                        "held_out": held_out[index], "validation_dice": own,
-                        "validation_dice_at_ensemble_settings": at_ensemble,
-                        "command": card.training.get("command", "")})  # fmt: skip
-        log(f"fold {members[-1]['fold']} (seed {members[-1]['seed']}): Dice {own:.4f} on its {len(held_out[index])} "
+        row = _member_row(card, member_file(first.name, index), at_ensemble, fold=card.data["cross_validation"]["fold"],
+                          epochs_run=card.training.get("epochs_run"), held_out=held_out[index])  # fmt: skip
+        members.append(row)
+        log(f"fold {row['fold']} (seed {row['seed']}): Dice {row['validation_dice']:.4f} on its {len(held_out[index])} "
             f"held-out slices at its own settings, {at_ensemble:.4f} at the ensemble's")  # fmt: skip
     out_dir = Path(out_dir)
     ensemble = _write_members(cards, members, out_dir)
