@@ -173,7 +173,9 @@ if card.threshold is not None or card.mask_threshold is not None or card.calibra
 if card.threshold is not None:
     st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
 if card.mask_threshold is not None:
-    st.markdown(f"- mask threshold **{card.mask_threshold:.2f}**: {card.threshold_method}")
+    how = card.threshold_method or ""  # it names the mask threshold itself: "mask threshold and test-time flip ..."
+    how = how.removeprefix("mask threshold") if how.startswith("mask threshold") else f": {how}"
+    st.markdown(f"- mask threshold **{card.mask_threshold:.2f}**{how}")
 if card.calibration_method:
     st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
 
@@ -181,9 +183,9 @@ if card.calibration_method:
 def readable(value) -> str:
     """A card value as text a reader can scan: lists as counts or short joins, numbers with separators."""
     if isinstance(value, list):
-        return f"{len(value)} items" if len(value) > 8 else ", ".join(str(item) for item in value)
+        return "none" if not value else f"{len(value)} items" if len(value) > 8 else ", ".join(map(str, value))
     if isinstance(value, dict):
-        return "; ".join(f"{key}: {readable(item)}" for key, item in value.items())
+        return "; ".join(f"{str(key).replace('_', ' ')}: {readable(item)}" for key, item in value.items())
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
@@ -208,7 +210,9 @@ with st.expander("Network and training"):
         + " → ".join(step["name"] for step in card.preprocessing)
     )
 if validation:
-    with st.expander("Validation figures (used to pick the threshold)"):
+    held_out_none = validation.get("n") == 0  # a model trained on every slice: its figures are out of fold
+    with st.expander("Validation figures (" + ("out of fold: the model in use holds no slice out; "
+                     if held_out_none else "") + "used to pick the threshold)"):  # fmt: skip
         st.json({k: v for k, v in validation.items() if k not in ("roc",)}, expanded=False)
 st.markdown("**Limits**")
 for limit in card.limits:
@@ -257,7 +261,14 @@ if seed_rows:
     st.caption(
         "Each start retrained on the same validation split with other seeds (`--seed N --split-seed 0`) and "
         "evaluated on the same test set, to show how much of a difference between starts is the seed. "
-        f"Reporting only: nothing was chosen from it. Made by `{study.get('command', 'python -m core.checks.seeds')}`."
+        "Nothing was chosen on these test figures (a run is put in use by its validation score only). "
+        f"Made by `{study.get('command', 'python -m core.checks.seeds')}`."
+        + "".join(
+            f" The {group['task']} / {group['start']} runs' figures are kept as recorded by "
+            f"`{group['kept_from'].get('command')}` ({group['kept_from'].get('date')}): their run folders are gone."
+            for group in study.get("groups", [])
+            if group["task"] == card.task and group.get("kept_from")
+        )
     )
     st.dataframe(seed_rows, hide_index=True, width="stretch")
 

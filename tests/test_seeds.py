@@ -50,3 +50,20 @@ def test_seeds_cli_writes_the_groups(tmp_path, capsys):
     group = written["groups"][0]
     assert group["n_runs"] == 2 and group["figures"]["test_auc"]["mean"] == pytest.approx(0.98)
     assert "2 run(s)" in capsys.readouterr().out and written["command"].startswith("python -m core.checks.seeds")
+
+
+def test_keep_carries_over_groups_whose_run_cards_are_gone(tmp_path):
+    committed = {c.name: c for c in (_card("pneumonia-imagenet", "imagenet", 0, 0.97, deployed=False),
+                                     _card("pneumonia-scratch", "scratch", 0, 0.95, deployed=False))}  # fmt: skip
+    earlier = seeds.seed_groups(committed, [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.99)])
+    earlier.update(date="2026-11-27", command="python -m core.checks.seeds runs/old")
+    now = seeds.seed_groups(committed, [])  # the s1 card is gone: imagenet has one run, scratch one as before
+    kept = seeds.keep_recorded(now, earlier, "weights/seeds.json")
+    by_start = {group["variant"]: group for group in now["groups"]}
+    assert kept == ["pneumonia / ImageNet"] and by_start["imagenet"]["n_runs"] == 2
+    assert by_start["imagenet"]["kept_from"]["command"] == "python -m core.checks.seeds runs/old"
+    assert "kept_from" not in by_start["scratch"]  # rebuilt from as many runs: today's figures
+    rebuilt = seeds.seed_groups(committed, [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.99),
+                                            _card("pneumonia-imagenet-s2", "imagenet", 2, 0.98)])  # fmt: skip
+    assert seeds.keep_recorded(rebuilt, earlier, "weights/seeds.json") == []  # more runs now: nothing kept
+    assert {group["variant"]: group for group in rebuilt["groups"]}["imagenet"]["n_runs"] == 3

@@ -2,10 +2,11 @@
 
     python tests/walk_check.py --out runs/walk        (Debian's chromium and Python playwright needed)
 
-One browser session per viewport, moving between pages with the menu (a reload would start a new session):
-the demo samples, a CT test slice, a file named by its PatientID, a damaged file, a batch; each result page's
-PDF is downloaded and read back with pypdf. Screenshots of every step go to --out. Exits non-zero on any
-failed check; `tests/test_browser.py` runs it in the suite.
+First a fresh server's first visit by its /upload link, a file given at once; then one browser session per
+viewport, moving between pages with the menu (a reload would start a new session): the demo samples, a CT test
+slice, a file named by its PatientID, a damaged file, a batch; each result page's PDF is downloaded and read back
+with pypdf. Screenshots of every step go to --out. Exits non-zero on any failed check; `tests/test_browser.py`
+runs it in the suite.
 """
 
 from __future__ import annotations
@@ -195,6 +196,26 @@ def walk(tab, out: Path, viewport: str, data: Path, port: int) -> list[str]:
     return w.failures
 
 
+def first_visit_by_a_page_url(browser, out: Path, port: int) -> list[str]:
+    """The server's first visitor opens /upload (a shared link) and gives a file at once, while that first run of the
+    page may still be going: the file must be taken (it was lost once, when Streamlit's legacy page mode keyed the
+    uploader differently from the next run; `pages/shared/widgets.ensure_frame`). Runs before anything else."""
+    context = browser.new_context(viewport=VIEWPORTS["desktop"])
+    tab = context.new_page()
+    w = Walk(tab, out, "first-visit")
+    try:
+        tab.goto(f"http://127.0.0.1:{port}/upload", wait_until="networkidle")
+        tab.locator("input[type=file]").first.set_input_files(str(SAMPLES / "chest-xray-child-normal.jpeg"))
+        w.check(w.wait_for("Format:", 30_000), "a fresh server's first upload, on /upload, was taken")
+        w.check(tab.url.rstrip("/").endswith("/upload"), f"/upload stays the Upload page (now {tab.url})")
+        w.check("Chest X-ray prediction" in w.sidebar_text(), "/upload shows the app's menu")
+        w.shot("upload")
+    except Exception as error:
+        w.failures.append(f"[first-visit] stopped: {type(error).__name__}: {str(error)[:200]}")
+    context.close()
+    return w.failures
+
+
 def run(out: Path, data: Path, viewports: list[str] | None = None) -> list[str]:
     from playwright.sync_api import sync_playwright
 
@@ -204,6 +225,7 @@ def run(out: Path, data: Path, viewports: list[str] | None = None) -> list[str]:
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            failures += first_visit_by_a_page_url(browser, out, port)
             for name in viewports or list(VIEWPORTS):
                 phone = name == "phone"
                 context = browser.new_context(viewport=VIEWPORTS[name], is_mobile=phone, has_touch=phone,

@@ -7,6 +7,8 @@ TASK-VARIANT-sN --seed N --split-seed 0 --out FOLDER``) and evaluated on the tes
 (``python -m core.evaluate TASK --model NAME --weights FOLDER --update-card``). This check groups the committed
 variant cards and those runs by task and start, and writes each figure's mean and sample standard deviation.
 It reports; nothing is chosen from it, and runs on another split than the committed one are left out (named).
+`--keep weights/seeds.json` carries over the groups of an earlier output whose extra runs' folders are gone (their
+figures then come from that file, marked `kept_from`); a group rebuilt from at least as many runs replaces it.
 """
 
 from __future__ import annotations
@@ -82,15 +84,36 @@ def seed_groups(committed: dict[str, ModelCard], extra: Sequence[ModelCard]) -> 
     return {"groups": out, "left_out": left_out}
 
 
+def keep_recorded(result: dict[str, Any], earlier: dict[str, Any], source: str) -> list[str]:
+    """Put back each group of an `earlier` output of this check that holds more runs than `result` found for its
+    task and start: the extra runs' cards are gone (a run folder is not committed), their figures survive only in
+    that file. Such a group is marked with `kept_from` (source, its date and command). Returns the kept groups."""
+    found = {(group["task"], group["variant"]): group for group in result["groups"]}
+    kept = []
+    for group in earlier.get("groups", []):
+        now = found.get((group["task"], group["variant"]))
+        if now is None or now["n_runs"] < group["n_runs"]:
+            group = {**group, "kept_from": group.get("kept_from") or
+                     {"file": source, "date": earlier.get("date"), "command": earlier.get("command")}}  # fmt: skip
+            found[(group["task"], group["variant"])] = group
+            kept.append(f"{group['task']} / {group['start']}")
+    result["groups"] = [found[key] for key in sorted(found)]
+    return kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.checks.seeds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("folders", nargs="*", type=Path, help="folders of the extra seed runs' cards")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="the committed variant cards")
     parser.add_argument("--out", type=Path, default=None, help="write the groups here (JSON)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="an earlier output (weights/seeds.json): keep its groups that hold more runs than the "
+                             "cards given now (runs whose folders are gone)")  # fmt: skip
     args = parser.parse_args(argv)
     extra = [card for folder in args.folders for card in list_cards(folder).values()]
     result = seed_groups(list_cards(args.weights), extra)
+    kept = keep_recorded(result, json.loads(args.keep.read_text()), str(args.keep)) if args.keep else []
     result["command"] = shlex.join(["python", "-m", "core.checks.seeds", *(sys.argv[1:] if argv is None else argv)])
     result["date"] = datetime.date.today().isoformat()
     for group in result["groups"]:
@@ -99,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, f in group["figures"].items()
         )
         print(f"{group['task']} / {group['start']}: {group['n_runs']} run(s) (seeds {group['seeds']}): {shown}")
+    if kept:
+        print(f"kept as recorded in {args.keep} (their runs' cards are not here): {', '.join(kept)}")
     if result["left_out"]:
         print(f"left out (another split, or no test figures): {', '.join(result['left_out'])}")
     if args.out:
