@@ -174,7 +174,7 @@ if card.threshold is not None:
     st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
 if card.mask_threshold is not None:
     how = card.threshold_method or ""  # it names the mask threshold itself: "mask threshold and test-time flip ..."
-    how = how.removeprefix("mask threshold") if how.startswith("mask threshold") else f": {how}"
+    how = how.removeprefix("mask threshold") if how.startswith("mask threshold") else f": {how}" if how else ""
     st.markdown(f"- mask threshold **{card.mask_threshold:.2f}**{how}")
 if card.calibration_method:
     st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
@@ -185,7 +185,7 @@ def readable(value) -> str:
     if isinstance(value, list):
         return "none" if not value else f"{len(value)} items" if len(value) > 8 else ", ".join(map(str, value))
     if isinstance(value, dict):
-        return "; ".join(f"{str(key).replace('_', ' ')}: {readable(item)}" for key, item in value.items())
+        return "; ".join(f"{str(key).replace('_', ' ')}: {readable(item)}" for key, item in value.items()) or "none"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
@@ -210,7 +210,7 @@ with st.expander("Network and training"):
         + " → ".join(step["name"] for step in card.preprocessing)
     )
 if validation:
-    held_out_none = validation.get("n") == 0  # a model trained on every slice: its figures are out of fold
+    held_out_none = "out_of_fold_n" in validation  # a model trained on every slice: its figures are out of fold
     with st.expander("Validation figures (" + ("out of fold: the model in use holds no slice out; "
                      if held_out_none else "") + "used to pick the threshold)"):  # fmt: skip
         st.json({k: v for k, v in validation.items() if k not in ("roc",)}, expanded=False)
@@ -264,10 +264,11 @@ if seed_rows:
         "Nothing was chosen on these test figures (a run is put in use by its validation score only). "
         f"Made by `{study.get('command', 'python -m core.checks.seeds')}`."
         + "".join(
-            f" The {group['task']} / {group['start']} runs' figures are kept as recorded by "
-            f"`{group['kept_from'].get('command')}` ({group['kept_from'].get('date')}): their run folders are gone."
+            f" {', '.join(group['recorded_runs'])}: figures as recorded by "
+            f"`{group['kept_from'].get('command') or 'an earlier run of the check'}` "
+            f"({group['kept_from'].get('date')}): their run folders are gone."
             for group in study.get("groups", [])
-            if group["task"] == card.task and group.get("kept_from")
+            if group["task"] == card.task and group.get("recorded_runs")
         )
     )
     st.dataframe(seed_rows, hide_index=True, width="stretch")

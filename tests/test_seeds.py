@@ -52,18 +52,33 @@ def test_seeds_cli_writes_the_groups(tmp_path, capsys):
     assert "2 run(s)" in capsys.readouterr().out and written["command"].startswith("python -m core.checks.seeds")
 
 
-def test_keep_carries_over_groups_whose_run_cards_are_gone(tmp_path):
+def test_keep_adds_recorded_runs_whose_cards_are_gone_run_by_run(tmp_path, capsys):
     committed = {c.name: c for c in (_card("pneumonia-imagenet", "imagenet", 0, 0.97, deployed=False),
                                      _card("pneumonia-scratch", "scratch", 0, 0.95, deployed=False))}  # fmt: skip
-    earlier = seeds.seed_groups(committed, [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.99)])
+    s1, s2 = _card("pneumonia-imagenet-s1", "imagenet", 1, 0.99), _card("pneumonia-imagenet-s2", "imagenet", 2, 0.95)
+    earlier = seeds.seed_groups(committed, [s1, s2])
     earlier.update(date="2026-11-27", command="python -m core.checks.seeds runs/old")
-    now = seeds.seed_groups(committed, [])  # the s1 card is gone: imagenet has one run, scratch one as before
+    committed["pneumonia-imagenet"] = _card("pneumonia-imagenet", "imagenet", 0, 0.93, deployed=False)  # retrained
+    now = seeds.seed_groups(committed, [s2])  # s1's card is gone, s2's is here
     kept = seeds.keep_recorded(now, earlier, "weights/seeds.json")
-    by_start = {group["variant"]: group for group in now["groups"]}
-    assert kept == ["pneumonia / ImageNet"] and by_start["imagenet"]["n_runs"] == 2
-    assert by_start["imagenet"]["kept_from"]["command"] == "python -m core.checks.seeds runs/old"
-    assert "kept_from" not in by_start["scratch"]  # rebuilt from as many runs: today's figures
-    rebuilt = seeds.seed_groups(committed, [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.99),
-                                            _card("pneumonia-imagenet-s2", "imagenet", 2, 0.98)])  # fmt: skip
-    assert seeds.keep_recorded(rebuilt, earlier, "weights/seeds.json") == []  # more runs now: nothing kept
-    assert {group["variant"]: group for group in rebuilt["groups"]}["imagenet"]["n_runs"] == 3
+    imagenet = {group["variant"]: group for group in now["groups"]}["imagenet"]
+    assert kept == ["pneumonia / ImageNet: pneumonia-imagenet-s1"]
+    assert imagenet["runs"] == ["pneumonia-imagenet", "pneumonia-imagenet-s2", "pneumonia-imagenet-s1"]
+    assert imagenet["seeds"] == [0, 2, 1] and imagenet["recorded_runs"] == ["pneumonia-imagenet-s1"]
+    assert imagenet["figures"]["test_auc"]["values"] == pytest.approx([0.93, 0.95, 0.99])  # today's seed 0, not 0.97
+    assert imagenet["kept_from"]["command"] == "python -m core.checks.seeds runs/old"
+    assert "kept_from" not in {group["variant"]: group for group in now["groups"]}["scratch"]
+    rows = seeds.seed_table(now, "pneumonia")
+    assert any("1 as recorded 2026-11-27" in row["runs (seeds)"] for row in rows)
+    del committed["pneumonia-scratch"]  # a start with no committed run is not brought back from the record
+    after = seeds.seed_groups(committed, [s2])
+    assert seeds.keep_recorded(after, earlier, "weights/seeds.json") == ["pneumonia / ImageNet: pneumonia-imagenet-s1"]
+    assert [group["variant"] for group in after["groups"]] == ["imagenet"]
+    weights, out = tmp_path / "weights", tmp_path / "seeds.json"  # the CLI path
+    weights.mkdir()
+    card = committed["pneumonia-imagenet"]
+    (weights / card.weights).write_bytes(b"")
+    card.save(weights / f"{card.name}.json")
+    (tmp_path / "old.json").write_text(json.dumps(earlier))
+    assert seeds.main(["--weights", str(weights), "--keep", str(tmp_path / "old.json"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["groups"][0]["n_runs"] == 3 and "as recorded in" in capsys.readouterr().out

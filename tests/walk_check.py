@@ -202,11 +202,12 @@ def first_visit_by_a_page_url(browser, out: Path, port: int) -> list[str]:
     uploader differently from the next run; `pages/shared/widgets.ensure_frame`). Runs before anything else."""
     context = browser.new_context(viewport=VIEWPORTS["desktop"])
     tab = context.new_page()
+    tab.set_default_timeout(120_000)  # a fresh server on a busy machine: TensorFlow's import comes first
     w = Walk(tab, out, "first-visit")
     try:
         tab.goto(f"http://127.0.0.1:{port}/upload", wait_until="networkidle")
         tab.locator("input[type=file]").first.set_input_files(str(SAMPLES / "chest-xray-child-normal.jpeg"))
-        w.check(w.wait_for("Format:", 30_000), "a fresh server's first upload, on /upload, was taken")
+        w.check(w.wait_for("Format:", 60_000), "a fresh server's first upload, on /upload, was taken")
         w.check(tab.url.rstrip("/").endswith("/upload"), f"/upload stays the Upload page (now {tab.url})")
         w.check("Chest X-ray prediction" in w.sidebar_text(), "/upload shows the app's menu")
         w.shot("upload")

@@ -7,8 +7,8 @@ TASK-VARIANT-sN --seed N --split-seed 0 --out FOLDER``) and evaluated on the tes
 (``python -m core.evaluate TASK --model NAME --weights FOLDER --update-card``). This check groups the committed
 variant cards and those runs by task and start, and writes each figure's mean and sample standard deviation.
 It reports; nothing is chosen from it, and runs on another split than the committed one are left out (named).
-`--keep weights/seeds.json` carries over the groups of an earlier output whose extra runs' folders are gone (their
-figures then come from that file, marked `kept_from`); a group rebuilt from at least as many runs replaces it.
+`--keep weights/seeds.json` adds, run by run, the runs that an earlier output recorded and whose folders are gone
+(their figures then come from that file; the group is marked `kept_from` and names them in `recorded_runs`).
 """
 
 from __future__ import annotations
@@ -85,19 +85,31 @@ def seed_groups(committed: dict[str, ModelCard], extra: Sequence[ModelCard]) -> 
 
 
 def keep_recorded(result: dict[str, Any], earlier: dict[str, Any], source: str) -> list[str]:
-    """Put back each group of an `earlier` output of this check that holds more runs than `result` found for its
-    task and start: the extra runs' cards are gone (a run folder is not committed), their figures survive only in
-    that file. Such a group is marked with `kept_from` (source, its date and command). Returns the kept groups."""
+    """Add to `result`'s groups the runs that an `earlier` output of this check recorded and whose cards are gone (a
+    run folder is not committed): run by run, with the figures that file holds for them; runs found now keep
+    today's figures. A group gaining runs is marked `kept_from` (source, date, command) and lists them under
+    `recorded_runs`; a start with no committed run now is not brought back. Returns a line per group changed."""
     found = {(group["task"], group["variant"]): group for group in result["groups"]}
     kept = []
-    for group in earlier.get("groups", []):
-        now = found.get((group["task"], group["variant"]))
-        if now is None or now["n_runs"] < group["n_runs"]:
-            group = {**group, "kept_from": group.get("kept_from") or
-                     {"file": source, "date": earlier.get("date"), "command": earlier.get("command")}}  # fmt: skip
-            found[(group["task"], group["variant"])] = group
-            kept.append(f"{group['task']} / {group['start']}")
-    result["groups"] = [found[key] for key in sorted(found)]
+    for old in earlier.get("groups", []):
+        group = found.get((old["task"], old["variant"]))
+        gone = [i for i, name in enumerate(old["runs"]) if group is not None and name not in group["runs"]]
+        if not gone:
+            continue  # nothing recorded that is not here now (or the start itself is gone: not brought back)
+        runs = len(group["runs"])
+        figures = {}
+        for figure, now in group["figures"].items():
+            recorded = old["figures"].get(figure, {}).get("values")
+            if recorded is not None and len(recorded) == len(old["runs"]):
+                figures[figure] = spread([*now["values"], *(recorded[i] for i in gone)])
+        group.update(
+            runs=[*group["runs"], *(old["runs"][i] for i in gone)],
+            seeds=[*group["seeds"], *(old["seeds"][i] for i in gone)],
+            n_runs=runs + len(gone), figures=figures, recorded_runs=[old["runs"][i] for i in gone],
+            kept_from=old.get("kept_from") or {"file": source, "date": earlier.get("date"),
+                                                "command": earlier.get("command")},
+        )  # fmt: skip
+        kept.append(f"{group['task']} / {group['start']}: {', '.join(group['recorded_runs'])}")
     return kept
 
 
@@ -108,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="the committed variant cards")
     parser.add_argument("--out", type=Path, default=None, help="write the groups here (JSON)")
     parser.add_argument("--keep", type=Path, default=None,
-                        help="an earlier output (weights/seeds.json): keep its groups that hold more runs than the "
-                             "cards given now (runs whose folders are gone)")  # fmt: skip
+                        help="an earlier output (weights/seeds.json): add the runs it recorded whose cards are not "
+                             "given now (their folders are gone), with the figures it holds for them")  # fmt: skip
     args = parser.parse_args(argv)
     extra = [card for folder in args.folders for card in list_cards(folder).values()]
     result = seed_groups(list_cards(args.weights), extra)
@@ -123,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"{group['task']} / {group['start']}: {group['n_runs']} run(s) (seeds {group['seeds']}): {shown}")
     if kept:
-        print(f"kept as recorded in {args.keep} (their runs' cards are not here): {', '.join(kept)}")
+        print(f"added as recorded in {args.keep} (their cards are not here): {'; '.join(kept)}")
     if result["left_out"]:
         print(f"left out (another split, or no test figures): {', '.join(result['left_out'])}")
     if args.out:
@@ -161,7 +173,9 @@ def seed_table(study: dict[str, Any], task: str) -> list[dict[str, str]]:
         figures = group["figures"]
         rows.append({
             "start": group["start"], "network": group["network"],
-            "runs (seeds)": f"{group['n_runs']} (seeds {', '.join(str(s) for s in group['seeds'])})",
+            "runs (seeds)": f"{group['n_runs']} (seeds {', '.join(str(s) for s in group['seeds'])})"
+            + (f"; {len(group['recorded_runs'])} as recorded {group['kept_from'].get('date') or 'earlier'}"
+               if group.get("recorded_runs") else ""),
             "validation": shown(figures.get("validation_auc") or figures.get("validation_macro_f1"), False),
             "test accuracy": shown(figures.get("test_accuracy"), True),
             "test AUC": shown(figures.get("test_auc"), False),

@@ -4,9 +4,8 @@ UI only; the session's state (the upload, per-upload memos) is in state.py."""
 
 from __future__ import annotations
 
-import sys
-
 import streamlit as st
+from streamlit import config
 
 from core.errors import ScanSightError
 from core.explain.overlay import fit_for_display, to_rgb8
@@ -69,29 +68,19 @@ def ensure_frame() -> None:
     """Every page calls this first. Normally app.py has drawn the menu and the frame (page_setup) and this does
     nothing. But Streamlit runs a page straight from the pages/ folder, without app.py (its legacy multipage mode),
     until st.navigation has run once in the server process: a fresh server's first visit by a page's own URL, and
-    every AppTest run of a page file. st.navigation here ends that mode for the process. In the legacy mode the page
-    is then run again through app.py at once, before it draws a widget: Streamlit keys a widget by its page, and a
-    legacy page's widgets get other keys than the same page's under app.py, so a file given to this run's uploader
-    would be lost on the next run (a fresh server's first upload vanished). AppTest puts every run back into that
-    mode, so its runs stay there (their keys agree with each other) and the page draws the frame itself."""
+    every AppTest run. st.navigation here ends that mode for the process. Outside AppTest the page is then run again
+    through app.py at once, before it draws a widget: Streamlit keys a widget by the page that runs it, and in this
+    run the keys would be those of app.py's hash, not the page's, so a file given to this run's uploader was lost on
+    the next run (a fresh server's first upload vanished). AppTest puts every run back into the legacy mode, so its
+    runs stay there (their keys agree with each other) and the page draws the frame itself."""
     if st.session_state.pop(FRAMED, False):
         return
-    legacy = legacy_multipage_mode() and "streamlit.testing.v1" not in sys.modules  # not under AppTest
     page = st.navigation(app_pages())
-    if legacy:
-        st.switch_page(page)  # the same page, through app.py; nothing of this run is shown
+    if not config.get_option("global.appTest"):  # Streamlit's own flag, set while AppTest runs a script
+        st.switch_page(page)  # the same page, through app.py; nothing of this run is shown. (No query parameters
+        # are carried: the app uses none.)
     page_setup(page.title)
     st.session_state.pop(FRAMED, None)
-
-
-def legacy_multipage_mode() -> bool:
-    """Whether Streamlit runs pages/ files by themselves in this process (until st.navigation first runs). Read off
-    Streamlit's page manager; False where a Streamlit version does not have that flag."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:
-        return False
-    return bool(getattr(PagesManager, "uses_pages_directory", False))
 
 
 def page_setup(title: str) -> None:
