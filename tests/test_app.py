@@ -244,8 +244,10 @@ def test_model_card_page_shows_every_model():
         starts = [e for e in at.expander if "Start weights: EfficientNet-Lite0 ImageNet" in e.label]
         assert bool(starts) == (list_cards()[name].modality == "chest-xray"), name
     at.selectbox(key="card_model").set_value("pneumonia").run()
-    if load_seed_study():  # the seed study, where weights/seeds.json holds one
+    if study := load_seed_study():  # the seed study, where weights/seeds.json holds one
         assert "the same starts rerun with other seeds" in all_text(at)
+        recorded = [g for g in study["groups"] if g["task"] == "pneumonia" and g.get("recorded_runs")]
+        assert ("their run folders are gone" in all_text(at)) == bool(recorded)  # carried figures are marked
     start_weights = next(e for e in at.expander if e.label.startswith("Start weights"))
     assert "chelsea" in " ".join(m.value for m in start_weights.markdown)
 
