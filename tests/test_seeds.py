@@ -70,6 +70,7 @@ def test_keep_adds_recorded_runs_whose_cards_are_gone_run_by_run(tmp_path, capsy
     assert "kept_from" not in {group["variant"]: group for group in now["groups"]}["scratch"]
     rows = seeds.seed_table(now, "pneumonia")
     assert any("1 as recorded 2026-11-27" in row["runs (seeds)"] for row in rows)
+    assert "test AUC" in rows[0] and "test macro-F1" not in rows[0]  # a column no start has is left out
     del committed["pneumonia-scratch"]  # a start with no committed run is not brought back from the record
     after = seeds.seed_groups(committed, [s2])
     assert seeds.keep_recorded(after, earlier, "weights/seeds.json") == ["pneumonia / ImageNet: pneumonia-imagenet-s1"]

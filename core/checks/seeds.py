@@ -157,7 +157,8 @@ def load_seed_study(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any] | None:
 
 
 def seed_table(study: dict[str, Any], task: str) -> list[dict[str, str]]:
-    """Display rows for one task: per start, its runs and "mean ± std" of each figure it has."""
+    """Display rows for one task: per start, its runs and "mean ± std" of each figure it has (a column that no start of
+    the task has is left out)."""
 
     def shown(figure: dict[str, Any] | None, percent: bool) -> str:
         if figure is None:
@@ -182,5 +183,7 @@ def seed_table(study: dict[str, Any], task: str) -> list[dict[str, str]]:
             "test macro-F1": shown(figures.get("test_macro_f1"), False),
             "test sensitivity": shown(figures.get("test_sensitivity"), True),
             "test specificity": shown(figures.get("test_specificity"), True),
+            "test bacterial vs viral AUC": shown(figures.get("test_auc_bacterial_vs_viral"), False),
         })  # fmt: skip
-    return rows
+    empty = [column for column in (rows[0] if rows else {}) if all(row[column] == "–" for row in rows)]
+    return [{column: text for column, text in row.items() if column not in empty} for row in rows]
