@@ -173,9 +173,11 @@ if card.threshold is not None or card.mask_threshold is not None or card.calibra
 if card.threshold is not None:
     st.markdown(f"- threshold **{card.threshold:.3f}** on P({card.positive_class}): {card.threshold_method}")
 if card.mask_threshold is not None:
-    how = card.threshold_method or ""  # it names the mask threshold itself: "mask threshold and test-time flip ..."
-    how = how.removeprefix("mask threshold") if how.startswith("mask threshold") else f": {how}" if how else ""
-    st.markdown(f"- mask threshold **{card.mask_threshold:.2f}**{how}")
+    method = card.threshold_method or ""  # it often names the threshold itself: "mask threshold and test-time flip…"
+    rest = method.removeprefix("mask threshold")
+    st.markdown(
+        f"- mask threshold **{card.mask_threshold:.2f}**" + (rest if rest != method or not method else f": {method}")
+    )
 if card.calibration_method:
     st.markdown(f"- calibration: temperature **{card.temperature:.3f}**, {card.calibration_method}")
 
@@ -210,9 +212,8 @@ with st.expander("Network and training"):
         + " → ".join(step["name"] for step in card.preprocessing)
     )
 if validation:
-    held_out_none = "out_of_fold_n" in validation  # a model trained on every slice: its figures are out of fold
-    with st.expander("Validation figures (" + ("out of fold: the model in use holds no slice out; "
-                     if held_out_none else "") + "used to pick the threshold)"):  # fmt: skip
+    out_of_fold = "out of fold: the model in use holds no slice out; " if "out_of_fold_n" in validation else ""
+    with st.expander(f"Validation figures ({out_of_fold}used to pick the threshold)"):
         st.json({k: v for k, v in validation.items() if k not in ("roc",)}, expanded=False)
 st.markdown("**Limits**")
 for limit in card.limits:

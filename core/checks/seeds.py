@@ -93,10 +93,11 @@ def keep_recorded(result: dict[str, Any], earlier: dict[str, Any], source: str) 
     kept = []
     for old in earlier.get("groups", []):
         group = found.get((old["task"], old["variant"]))
-        gone = [i for i, name in enumerate(old["runs"]) if group is not None and name not in group["runs"]]
+        if group is None:
+            continue  # the start has no committed run now: not brought back
+        gone = [i for i, name in enumerate(old["runs"]) if name not in group["runs"]]
         if not gone:
-            continue  # nothing recorded that is not here now (or the start itself is gone: not brought back)
-        runs = len(group["runs"])
+            continue  # every recorded run is here now, with today's figures
         figures = {}
         for figure, now in group["figures"].items():
             recorded = old["figures"].get(figure, {}).get("values")
@@ -105,7 +106,7 @@ def keep_recorded(result: dict[str, Any], earlier: dict[str, Any], source: str) 
         group.update(
             runs=[*group["runs"], *(old["runs"][i] for i in gone)],
             seeds=[*group["seeds"], *(old["seeds"][i] for i in gone)],
-            n_runs=runs + len(gone), figures=figures, recorded_runs=[old["runs"][i] for i in gone],
+            n_runs=len(group["runs"]) + len(gone), figures=figures, recorded_runs=[old["runs"][i] for i in gone],
             kept_from=old.get("kept_from") or {"file": source, "date": earlier.get("date"),
                                                 "command": earlier.get("command")},
         )  # fmt: skip
