@@ -348,3 +348,62 @@ def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     from core.checks.metrics import dice
 
     return dice(predicted, truth)
+
+
+def _fold_member(folder: Path, seed: int, fold: int, folds: list[list[str]]) -> Path:
+    """A tiny untrained network with the card of one run of a cross-validation (`folds`: each fold's slices)."""
+    from core.models.cards import ModelCard
+
+    card = ModelCard.load(_member(folder, seed, folds[fold]))
+    n_slices = sum(len(names) for names in folds)
+    card.data.update(n_train=n_slices - len(folds[fold]), n_validation=len(folds[fold]),
+                     cross_validation={"folds": len(folds), "fold": fold, "split_seed": 0})  # fmt: skip
+    card.training.update(selection="the weights after epoch 1 (nothing chosen on validation)", loss="dice")
+    return card.save()
+
+
+def test_a_repeated_cross_validation_joins_an_earlier_fold_ensemble_with_new_runs_of_the_same_folds(tmp_path):
+    import json
+
+    from core.models.cards import ModelCard
+    from core.models.scan_model import ScanModel
+    from core.training.ct import load_slices
+    from core.training.ct_ensemble import ensemble_ct
+
+    data = make_ct_set(tmp_path / "ct", n=6)
+    slices = {item.image.stem: item for item in list_ct(data)}
+    folds = [sorted(slices)[index::3] for index in range(3)]
+    earlier = ensemble_ct([_fold_member(tmp_path / f"a{f}", f, f, folds) for f in range(3)], data,
+                          tmp_path / "earlier", log=lambda _: None)  # fmt: skip
+    stored = json.loads(earlier.path.read_text())
+    del stored["training"]["member_architecture"]  # as cards written before it was kept
+    earlier.path.write_text(json.dumps(stored))
+    new_runs = [_fold_member(tmp_path / f"b{f}", 3 + f, f, folds) for f in range(3)]
+    joined = ensemble_ct([earlier.path, *new_runs], data, tmp_path / "joined", log=lambda _: None)
+    rows = joined.training["members"]
+    assert [(row["fold"], row["repeat"], row["seed"]) for row in rows] == [
+        (0, 0, 0), (1, 0, 1), (2, 0, 2), (0, 1, 3), (1, 1, 4), (2, 1, 5)]  # fmt: skip
+    assert joined.data["cross_validation"]["runs_per_fold"] == 2 and len(joined.members) == 5
+    assert "mean of the 2 members" in joined.threshold_method and "run 2 times" in joined.architecture
+    assert joined.architecture.endswith(ModelCard.load(new_runs[0]).architecture)
+    networks = [ScanModel.load(ModelCard.load(path)) for path in new_runs]
+    networks = [ScanModel.load(ModelCard.load(tmp_path / f"a{f}" / "ct-infection.json")) for f in range(3)] + networks
+    out_of_fold = []  # each slice by the mean of the two runs that held it out
+    for fold, names in enumerate(folds):
+        x, y = load_slices([slices[name] for name in names], 32, networks[0].prepare)
+        probabilities = [networks[run].mask_probabilities(x, flip=joined.test_time_flip) for run in (fold, 3 + fold)]
+        out_of_fold += list(zip(np.mean(probabilities, axis=0), y[..., 0] >= 0.5, strict=True))
+    recomputed = np.mean([_dice(p >= joined.mask_threshold, t) for p, t in out_of_fold])
+    assert joined.metrics["validation"]["out_of_fold_dice_mean"] == pytest.approx(recomputed, abs=1e-6)
+    assert ScanModel.load(ModelCard.load(tmp_path / "joined" / "ct-infection.json")).card.members
+    refused = tmp_path / "refused"
+    with pytest.raises(ValueError, match="one run per fold"):
+        ensemble_ct([earlier.path, *new_runs[:2]], data, refused, log=lambda _: None)
+    swapped = [folds[1], folds[0], folds[2]]
+    other_cut = [_fold_member(tmp_path / f"c{f}", 6 + f, f, swapped) for f in range(3)]
+    with pytest.raises(ValueError, match="held out other slices"):
+        ensemble_ct([earlier.path, *other_cut], data, refused, log=lambda _: None)
+    split = ensemble_ct([_member(tmp_path / f"s{seed}", 9 + seed, folds[0]) for seed in range(2)], data,
+                        tmp_path / "split", log=lambda _: None)  # fmt: skip
+    with pytest.raises(ValueError, match="not of cross-validation folds"):
+        ensemble_ct([split.path, *new_runs], data, refused, log=lambda _: None)

@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ensemble-of", type=Path, nargs="+", default=None, metavar="CARD",
         help="ct-infection: no training; one model (their mean) from these members' cards: runs on one split (mask "
         "threshold and flip rechosen on their shared validation slices), the K runs of --folds (chosen on their "
-        "out-of-fold masks) or refits (kept from the model they repeat)",
+        "out-of-fold masks; an earlier ensemble of folds, given by its card, joins new runs of the same folds) or "
+        "refits (kept from the model they repeat)",
     )  # fmt: skip
     parser.add_argument(
         "--refit", type=Path, default=None, metavar="CARD",

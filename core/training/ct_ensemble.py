@@ -22,17 +22,19 @@ def ensemble_ct(
 ) -> ModelCard:
     """One infection model from several: the mean of their masks. Runs on the same split (`--split-seed`),
     differing in their seed: the mask threshold and test-time flip rechosen by the same rule on the validation
-    slices they all held out. The K runs of a cross-validation (`--folds`): chosen on their out-of-fold masks.
+    slices they all held out. The K runs of a cross-validation (`--folds`): chosen on their out-of-fold masks;
+    an earlier ensemble of folds, given by its card, joins new runs of the same folds (repeated cross-validation).
     Refits on every slice: kept from the model they repeat. Writes the first member as NAME.keras, the others
     as NAME.mK.keras (each file stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages
     them."""
-    cards = [ModelCard.load(Path(path)) for path in member_cards]
+    given = [ModelCard.load(Path(path)) for path in member_cards]
+    sets = [_fold_runs_of(card) for card in given if card.members]  # earlier fold ensembles, run by run
+    loose = [card for card in given if not card.members]
+    cards = [run for runs in sets for run in runs] + loose
     first = cards[0]
     if len(cards) < 2:
         raise CtChoiceError("an ensemble needs at least two member cards")
     for card in cards:
-        if card.members:
-            raise CtChoiceError(f"{card.path} is an ensemble already: give its members")
         if (card.task, card.input, card.preprocessing) != (first.task, first.input, first.preprocessing):
             raise CtChoiceError(f"{card.path} reads other inputs than {first.path}: members must share task and input")
         if _kind(card) != _kind(first):
@@ -53,7 +55,7 @@ def ensemble_ct(
     if first.data.get("refit_of"):
         return _ensemble_of_refits(cards, out_dir, log)
     if _kind(first) == "folds":
-        return _ensemble_of_folds(cards, data_dir, out_dir, log)
+        return _ensemble_of_folds([*sets, loose] if loose else sets, data_dir, out_dir, log)
     held_out = set(first.data["validation_slices"])
     validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
     if len(validation) != len(held_out):
@@ -197,113 +199,165 @@ def _note_kept_margin(out_dir: Path, note: str, log: Callable[[str], None]) -> N
         "`python -m core.evaluate ct-lungs ... --update-card`: its test figures use this model")  # fmt: skip
 
 
+def _fold_runs_of(ensemble: ModelCard) -> list[ModelCard]:
+    """The runs inside an ensemble of cross-validation folds, each with the card it had (its weights stay beside
+    the ensemble's card), so that a new ensemble can join them with more runs of the same folds."""
+    plan = ensemble.data.get("cross_validation", {})
+    rows = ensemble.training.get("members", [])
+    files = [(ensemble.weights, ensemble.sha256), *[(m["weights"], m.get("sha256", "")) for m in ensemble.members]]
+    if "held_out" not in plan or len(rows) != len(files):
+        raise CtChoiceError(f"{ensemble.path} is an ensemble already, not of cross-validation folds: give its members")
+    architecture = ensemble.training.get("member_architecture") or ensemble.architecture.split("train/: ", 1)[-1]
+    recipe = {key: value for key, value in ensemble.training.items() if key != "members"}
+    runs = []
+    for row, (weights, digest) in zip(rows, files, strict=True):
+        held = list(row["held_out"])
+        run = ModelCard.from_dict({**ensemble.to_dict(), "members": [], "weights": weights, "sha256": digest})
+        run.path = ensemble.path  # the weights are found beside the ensemble's card; the run is never saved
+        run.architecture = architecture
+        cross_validation = {"folds": plan["folds"], "split_seed": plan["split_seed"], "fold": row["fold"]}
+        run.data = {**ensemble.data, "n_train": ensemble.data["n_train"] - len(held), "n_validation": len(held),
+                    "validation_slices": held, "cross_validation": cross_validation}  # fmt: skip
+        run.training = {**recipe, "seed": row.get("seed"), "epochs_run": row.get("epochs_run"),
+                        "command": row.get("command", "")}  # fmt: skip
+        run.metrics = {"validation": {"dice_mean": row.get("validation_dice", float("nan"))}}
+        runs.append(run)
+    return runs
+
+
 def _ensemble_of_folds(
-    cards: Sequence[ModelCard], data_dir: Path, out_dir: Path, log: Callable[[str], None]
+    sets: Sequence[Sequence[ModelCard]], data_dir: Path, out_dir: Path, log: Callable[[str], None]
 ) -> ModelCard:
-    """The mean of the K runs of K-fold cross-validation (one per fold, same recipe). Each slice is predicted by
-    the one member that held it out; the mask threshold and flip are chosen on these out-of-fold masks over all
-    slices. The mean itself trained on every slice (each by K-1 members), so no slice is held out by it."""
+    """The mean of the K runs of K-fold cross-validation (one per fold, same recipe), or of several such sets on
+    the same folds (repeated cross-validation: an earlier fold ensemble's runs, then the new cards). Each slice
+    is predicted by the mean of the runs that held it out; the mask threshold and flip are chosen on these
+    out-of-fold masks over all slices. The mean itself trained on every slice (each by all but the runs of its
+    fold), so no slice is held out by it."""
+    cards = [card for runs in sets for card in runs]
     first = cards[0]
     plan = first.data["cross_validation"]
-    folds = sorted(card.data["cross_validation"]["fold"] for card in cards)
-    if folds != list(range(plan["folds"])):
-        raise CtChoiceError(f"give one run per fold, folds 0 to {plan['folds'] - 1}: got folds {folds}")
+    for runs in sets:
+        folds = sorted(card.data["cross_validation"]["fold"] for card in runs)
+        if folds != list(range(plan["folds"])):
+            raise CtChoiceError(f"give one run per fold, folds 0 to {plan['folds'] - 1}: got folds {folds}")
+        for card in runs[1:]:
+            if _fold_recipe(card) != _fold_recipe(runs[0]):
+                raise CtChoiceError(
+                    f"{card.path} was trained otherwise than {runs[0].path} (network, stopping, loss, optimiser or "
+                    "batch)"
+                )
     for card in cards[1:]:
         cv = card.data["cross_validation"]
         if (cv["folds"], cv["split_seed"]) != (plan["folds"], plan["split_seed"]):
             raise CtChoiceError(f"{card.path} cut other folds than {first.path} (--folds, --split-seed)")
-        if _fold_recipe(card) != _fold_recipe(first):
+    for card in cards:
+        if "nothing chosen on validation" not in str(card.training.get("selection", "")):
             raise CtChoiceError(
-                f"{card.path} was trained otherwise than {first.path} (network, stopping, loss, optimiser or batch)"
+                f"{card.path} kept its best epoch on its own fold: out-of-fold masks would then flatter the settings "
+                "chosen on them; train the folds for a fixed length (--patience 0, --stop-after)"
             )
-    if "nothing chosen on validation" not in str(first.training.get("selection", "")):
-        raise CtChoiceError(
-            f"{first.path} kept its best epoch on its own fold: out-of-fold masks would then flatter the settings "
-            "chosen on them; train the folds for a fixed length (--patience 0, --stop-after)"
-        )
     slices = {item.image.stem: item for item in list_ct(data_dir)}
     if any(card.data.get("n_train", 0) + card.data.get("n_validation", 0) != len(slices) for card in cards):
         raise CtChoiceError(f"the folds were not cut from the {len(slices)} slices of {data_dir} (--limit, or a copy)")
-    held_out = [card.data["validation_slices"] for card in cards]
+    fold_of = [card.data["cross_validation"]["fold"] for card in cards]
+    set_of = [number for number, runs in enumerate(sets) for _ in runs]
+    runs_of_fold = [[index for index, f in enumerate(fold_of) if f == fold] for fold in range(plan["folds"])]
+    held_out = [list(cards[runs[0]].data["validation_slices"]) for runs in runs_of_fold]
+    if any(set(cards[index].data["validation_slices"]) != set(held_out[fold])
+           for fold, runs in enumerate(runs_of_fold) for index in runs):  # fmt: skip
+        raise CtChoiceError("runs of the same fold held out other slices: the sets were not cut alike")
     named = [name for names in held_out for name in names]
     if len(set(named)) != len(named) or set(named) != set(slices):
         raise CtChoiceError(f"the folds' held-out slices are not the {len(slices)} slices of {data_dir}, each once")
+    repeats = len(sets)
     models = [ScanModel.load(card) for card in cards]
-    plain, flipped, truth, owner = [], [], [], []
-    for index, (model, names) in enumerate(zip(models, held_out, strict=True)):
-        x_fold, y_fold = load_slices([slices[name] for name in names], first.input.height, model.prepare)
-        plain.append(model.mask_probabilities(x_fold, flip=False))
-        flipped.append(model.mask_probabilities(x_fold, flip=True))
+    plain, flipped, truth, rows_of_fold, own = [], [], [], [], {}
+    for fold, names in enumerate(held_out):
+        x_fold, y_fold = load_slices([slices[name] for name in names], first.input.height, models[0].prepare)
+        runs = runs_of_fold[fold]
+        for index in runs:
+            own[index] = (models[index].mask_probabilities(x_fold, flip=False),
+                          models[index].mask_probabilities(x_fold, flip=True))  # fmt: skip
+        plain.append(np.mean([own[index][0] for index in runs], axis=0))
+        flipped.append(np.mean([own[index][1] for index in runs], axis=0))
         truth.append(y_fold[..., 0] >= 0.5)
-        owner += [index] * len(names)
+        rows_of_fold.append(len(names))
     plain_all, flipped_all, truth_all = np.concatenate(plain), np.concatenate(flipped), np.concatenate(truth)
-    owner_of = np.asarray(owner)
+    fold_start = np.cumsum([0, *rows_of_fold])
 
-    def slice_dice(probabilities: np.ndarray, threshold: float, which: np.ndarray | None = None) -> float:
-        rows = range(len(probabilities)) if which is None else np.flatnonzero(which)
-        return float(np.mean([dice(probabilities[i] >= threshold, truth_all[i]) for i in rows]))
+    def slice_dice(probabilities: np.ndarray, threshold: float, fold: int | None = None) -> float:
+        truths = truth_all if fold is None else truth_all[fold_start[fold] : fold_start[fold + 1]]
+        return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, truths, strict=True)]))
 
     threshold, flip, oof_dice = choose_mask_settings(plain_all, flipped_all, slice_dice)
-    chosen = flipped_all if flip else plain_all
     members = []
     for index, card in enumerate(cards):
-        at_ensemble = slice_dice(chosen, threshold, owner_of == index)
-        row = _member_row(card, member_file(first.name, index), at_ensemble, fold=card.data["cross_validation"]["fold"],
-                          epochs_run=card.training.get("epochs_run"), held_out=held_out[index])  # fmt: skip
+        fold = fold_of[index]
+        at_ensemble = slice_dice(own[index][1 if flip else 0], threshold, fold)
+        row = _member_row(card, member_file(first.name, index), at_ensemble, fold=fold, repeat=set_of[index],
+                          epochs_run=card.training.get("epochs_run"), held_out=held_out[fold])  # fmt: skip
         members.append(row)
-        log(f"fold {row['fold']} (seed {row['seed']}): Dice {row['validation_dice']:.4f} on its {len(held_out[index])} "
-            f"held-out slices at its own settings, {at_ensemble:.4f} at the ensemble's")  # fmt: skip
+        log(
+            f"fold {fold}, set {set_of[index]} (seed {row['seed']}): Dice {row['validation_dice']:.4f} on its "
+            f"{len(held_out[fold])} held-out slices at its own settings, {at_ensemble:.4f} at the ensemble's"
+        )
     out_dir = Path(out_dir)
     ensemble = _write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
+    predicted_by = "the one member" if repeats == 1 else f"the mean of the {repeats} members"
+    of_folds = f"{plan['folds']}-fold cross-validation" + (f" run {repeats} times" if repeats > 1 else "")
     ensemble.threshold_method = (
         f"mask threshold and test-time flip maximising mean slice Dice over all {len(named)} train/ slices, each "
-        f"predicted by the one member that held it out ({plan['folds']}-fold cross-validation, folds drawn by seed "
-        f"{plan['split_seed']}); the members' mean itself holds no slice out"
+        f"predicted by {predicted_by} that held it out ({of_folds}, folds drawn by seed {plan['split_seed']}); the "
+        "members' mean itself holds no slice out"
     )
     seeds = ", ".join(str(member["seed"]) for member in members)
+    architectures = list(dict.fromkeys(card.architecture for card in cards))
     ensemble.architecture = (
-        f"mean of {len(cards)} networks of {plan['folds']}-fold cross-validation (seeds {seeds}), each trained on "
-        f"{first.data.get('n_train')} of the {len(named)} slices of train/: {first.architecture}"
+        f"mean of {len(cards)} networks of {of_folds} (seeds {seeds}), each trained on "
+        f"{first.data.get('n_train')} of the {len(named)} slices of train/: {' / '.join(architectures)}"
     )
+    cross_validation = {"folds": plan["folds"], "split_seed": plan["split_seed"]}
+    if repeats > 1:
+        cross_validation["runs_per_fold"] = repeats
+    cross_validation["held_out"] = {str(fold): names for fold, names in enumerate(held_out)}
     ensemble.data = {
-        **first.data,
-        "split": f"{plan['folds']}-fold cross-validation over all {len(named)} slices of train/ (folds drawn by seed "
-        f"{plan['split_seed']}): every slice held out by one member and trained on by the others; test/ (48 slices) "
-        "never used here",
+        **{key: value for key, value in first.data.items() if key != "cross_validation"},
+        "split": f"{of_folds} over all {len(named)} slices of train/ (folds drawn by seed {plan['split_seed']}): "
+        "every slice held out by the run(s) of its fold and trained on by the others; test/ (48 slices) never "
+        "used here",
         "n_train": len(named),
         "n_validation": 0,
         "validation_slices": [],  # no slice is unseen by the mean: nothing downstream may choose on one
-        "cross_validation": {
-            "folds": plan["folds"],
-            "split_seed": plan["split_seed"],
-            "held_out": {str(m["fold"]): m["held_out"] for m in members},
-        },
+        "cross_validation": cross_validation,
     }
-    ensemble.training = {"members": members, "selection": first.training.get("selection", "")}
+    recipe = {key: first.training.get(key) for key in ("loss", "optimiser", "batch_size") if key in first.training}
+    ensemble.training = {"members": members, "selection": first.training.get("selection", ""),
+                         "member_architecture": " / ".join(architectures), **recipe}  # fmt: skip
     ensemble.limits = [
         f"Trained on {len(named)} radiologist-labelled slices (MedSeg; each of the {len(cards)} networks on "
         f"{first.data.get('n_train')} of them) as 8-bit images without Hounsfield units.",
         *first.limits[1:],
     ]
+    figure = "a single network's figure" if repeats == 1 else f"the figure of a mean of {repeats} networks"
     ensemble.metrics = {
         "validation": {
             "n": 0,  # no slice is unseen by the mean of the members
             "out_of_fold_dice_mean": oof_dice,
             "out_of_fold_n": len(named),
-            "note": f"out of fold: each of the {len(named)} slices predicted by the one member that never trained on "
-            f"it, at the ensemble's threshold and flip: a single network's figure, with the threshold chosen on it. "
-            f"The mean of all {len(cards)} has no held-out slice of its own (every slice trained {len(cards) - 1} of "
-            "its members), and its threshold is applied to the mean of networks although chosen on single ones",
+            "note": f"out of fold: each of the {len(named)} slices predicted by {predicted_by} that never trained "
+            f"on it, at the ensemble's threshold and flip: {figure}, with the threshold chosen on it. The mean of all "
+            f"{len(cards)} has no held-out slice of its own (every slice trained {len(cards) - repeats} of its "
+            "members), and its threshold is applied to the mean of more networks than it was chosen on",
         }
     }
     ensemble.save(out_dir / f"{first.name}.json")
     remove_stale_members(ensemble, out_dir)
-    log(f"{plan['folds']}-fold ensemble: out-of-fold Dice {oof_dice:.4f} over {len(named)} slices at mask threshold "
-        f"{threshold}, flip {flip}")  # fmt: skip
+    log(f"{of_folds} ensemble of {len(cards)}: out-of-fold Dice {oof_dice:.4f} over {len(named)} slices at mask "
+        f"threshold {threshold}, flip {flip}")  # fmt: skip
     _note_kept_margin(
         out_dir,
-        f"the infection model in use is the mean of {len(cards)} cross-validation folds, which together trained on "
+        f"the infection model in use is the mean of {len(cards)} cross-validation runs, which together trained on "
         "every slice, so the margin could not be rechosen and was kept",
         log,
     )
