@@ -350,7 +350,7 @@ def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return dice(predicted, truth)
 
 
-def _fold_member(folder: Path, seed: int, fold: int, folds: list[list[str]]) -> Path:
+def _fold_member(folder: Path, seed: int, fold: int, folds: list[list[str]], loss: str = "dice") -> Path:
     """A tiny untrained network with the card of one run of a cross-validation (`folds`: each fold's slices)."""
     from core.models.cards import ModelCard
 
@@ -358,14 +358,14 @@ def _fold_member(folder: Path, seed: int, fold: int, folds: list[list[str]]) -> 
     n_slices = sum(len(names) for names in folds)
     card.data.update(n_train=n_slices - len(folds[fold]), n_validation=len(folds[fold]),
                      cross_validation={"folds": len(folds), "fold": fold, "split_seed": 0})  # fmt: skip
-    card.training.update(selection="the weights after epoch 1 (nothing chosen on validation)", loss="dice")
+    card.training.update(selection="the weights after epoch 1 (nothing chosen on validation)", loss=loss)
     return card.save()
 
 
 def test_a_repeated_cross_validation_joins_an_earlier_fold_ensemble_with_new_runs_of_the_same_folds(tmp_path):
     import json
 
-    from core.models.cards import ModelCard
+    from core.models.cards import ModelCard, sha256_of
     from core.models.scan_model import ScanModel
     from core.training.ct import load_slices
     from core.training.ct_ensemble import ensemble_ct
@@ -373,8 +373,8 @@ def test_a_repeated_cross_validation_joins_an_earlier_fold_ensemble_with_new_run
     data = make_ct_set(tmp_path / "ct", n=6)
     slices = {item.image.stem: item for item in list_ct(data)}
     folds = [sorted(slices)[index::3] for index in range(3)]
-    earlier = ensemble_ct([_fold_member(tmp_path / f"a{f}", f, f, folds) for f in range(3)], data,
-                          tmp_path / "earlier", log=lambda _: None)  # fmt: skip
+    first_runs = [_fold_member(tmp_path / f"a{f}", f, f, folds) for f in range(3)]
+    earlier = ensemble_ct(first_runs, data, tmp_path / "earlier", log=lambda _: None)
     stored = json.loads(earlier.path.read_text())
     del stored["training"]["member_architecture"]  # as cards written before it was kept
     earlier.path.write_text(json.dumps(stored))
@@ -385,9 +385,15 @@ def test_a_repeated_cross_validation_joins_an_earlier_fold_ensemble_with_new_run
         (0, 0, 0), (1, 0, 1), (2, 0, 2), (0, 1, 3), (1, 1, 4), (2, 1, 5)]  # fmt: skip
     assert joined.data["cross_validation"]["runs_per_fold"] == 2 and len(joined.members) == 5
     assert "mean of the 2 members" in joined.threshold_method and "run 2 times" in joined.architecture
-    assert joined.architecture.endswith(ModelCard.load(new_runs[0]).architecture)
-    networks = [ScanModel.load(ModelCard.load(path)) for path in new_runs]
-    networks = [ScanModel.load(ModelCard.load(tmp_path / f"a{f}" / "ct-infection.json")) for f in range(3)] + networks
+    assert joined.architecture.endswith(ModelCard.load(new_runs[0]).architecture) and joined.training["loss"] == "dice"
+    sources = [*first_runs, *new_runs]  # each member's file is the network of its row's run
+    files = [joined.weights_path, *joined.member_paths]
+    assert [sha256_of(path) for path in files] == [ModelCard.load(path).sha256 for path in sources]
+    networks = [ScanModel.load(ModelCard.load(path)) for path in sources]
+    x_all, _ = load_slices(list(slices.values()), 32, networks[0].prepare)
+    mean_of_all = np.mean([network.mask_probabilities(x_all, flip=False) for network in networks], axis=0)
+    in_use = ScanModel.load(ModelCard.load(joined.path))
+    assert np.allclose(in_use.mask_probabilities(x_all, flip=False), mean_of_all, atol=1e-5)
     out_of_fold = []  # each slice by the mean of the two runs that held it out
     for fold, names in enumerate(folds):
         x, y = load_slices([slices[name] for name in names], 32, networks[0].prepare)
@@ -395,10 +401,18 @@ def test_a_repeated_cross_validation_joins_an_earlier_fold_ensemble_with_new_run
         out_of_fold += list(zip(np.mean(probabilities, axis=0), y[..., 0] >= 0.5, strict=True))
     recomputed = np.mean([_dice(p >= joined.mask_threshold, t) for p, t in out_of_fold])
     assert joined.metrics["validation"]["out_of_fold_dice_mean"] == pytest.approx(recomputed, abs=1e-6)
-    assert ScanModel.load(ModelCard.load(tmp_path / "joined" / "ct-infection.json")).card.members
+    third = [_fold_member(tmp_path / f"d{f}", 12 + f, f, folds) for f in range(3)]
+    thrice = ensemble_ct([joined.path, *third], data, tmp_path / "thrice", log=lambda _: None)
+    assert thrice.data["cross_validation"]["runs_per_fold"] == 3 and len(thrice.members) == 8
+    assert [row["repeat"] for row in thrice.training["members"]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    loose = ensemble_ct([*new_runs, *first_runs], data, tmp_path / "loose", log=lambda _: None)  # two sets, loose
+    assert loose.data["cross_validation"]["runs_per_fold"] == 2
     refused = tmp_path / "refused"
     with pytest.raises(ValueError, match="one run per fold"):
         ensemble_ct([earlier.path, *new_runs[:2]], data, refused, log=lambda _: None)
+    other_loss = [_fold_member(tmp_path / f"e{f}", 15 + f, f, folds, loss="focal") for f in range(3)]
+    with pytest.raises(ValueError, match="every set repeats one recipe"):
+        ensemble_ct([*new_runs, *other_loss], data, refused, log=lambda _: None)
     swapped = [folds[1], folds[0], folds[2]]
     other_cut = [_fold_member(tmp_path / f"c{f}", 6 + f, f, swapped) for f in range(3)]
     with pytest.raises(ValueError, match="held out other slices"):

@@ -13,7 +13,7 @@ from core.checks.metrics import dice
 from core.data.ct import list_ct
 from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.scan_model import ScanModel
-from core.training.ct import CtChoiceError, load_slices, refit_method, refit_validation
+from core.training.ct import CtChoiceError, load_slices, refit_method, refit_validation, same_network
 from core.training.loops import choose_mask_settings
 
 
@@ -28,7 +28,7 @@ def ensemble_ct(
     as NAME.mK.keras (each file stays under the 10 MB limit) and one card listing them; `ScanModel.load` averages
     them."""
     given = [ModelCard.load(Path(path)) for path in member_cards]
-    sets = [_fold_runs_of(card) for card in given if card.members]  # earlier fold ensembles, run by run
+    sets = [runs for card in given if card.members for runs in _fold_sets_of(card)]  # earlier fold ensembles
     loose = [card for card in given if not card.members]
     cards = [run for runs in sets for run in runs] + loose
     first = cards[0]
@@ -55,7 +55,7 @@ def ensemble_ct(
     if first.data.get("refit_of"):
         return _ensemble_of_refits(cards, out_dir, log)
     if _kind(first) == "folds":
-        return _ensemble_of_folds([*sets, loose] if loose else sets, data_dir, out_dir, log)
+        return _ensemble_of_folds([*sets, *_sets_of(loose)], data_dir, out_dir, log)
     held_out = set(first.data["validation_slices"])
     validation = [item for item in list_ct(data_dir) if item.image.stem in held_out]
     if len(validation) != len(held_out):
@@ -199,9 +199,18 @@ def _note_kept_margin(out_dir: Path, note: str, log: Callable[[str], None]) -> N
         "`python -m core.evaluate ct-lungs ... --update-card`: its test figures use this model")  # fmt: skip
 
 
-def _fold_runs_of(ensemble: ModelCard) -> list[ModelCard]:
+def _sets_of(runs: Sequence[ModelCard]) -> list[list[ModelCard]]:
+    """Fold runs given one by one, as sets of cross-validation: the k-th run given for each fold is in set k."""
+    by_fold: dict[int, list[ModelCard]] = {}
+    for card in runs:
+        by_fold.setdefault(card.data["cross_validation"]["fold"], []).append(card)
+    depth = max((len(cards) for cards in by_fold.values()), default=0)
+    return [[cards[k] for _, cards in sorted(by_fold.items()) if k < len(cards)] for k in range(depth)]
+
+
+def _fold_sets_of(ensemble: ModelCard) -> list[list[ModelCard]]:
     """The runs inside an ensemble of cross-validation folds, each with the card it had (its weights stay beside
-    the ensemble's card), so that a new ensemble can join them with more runs of the same folds."""
+    the ensemble's card), set by set, so that a new ensemble can join them with more runs of the same folds."""
     plan = ensemble.data.get("cross_validation", {})
     rows = ensemble.training.get("members", [])
     files = [(ensemble.weights, ensemble.sha256), *[(m["weights"], m.get("sha256", "")) for m in ensemble.members]]
@@ -211,6 +220,8 @@ def _fold_runs_of(ensemble: ModelCard) -> list[ModelCard]:
     recipe = {key: value for key, value in ensemble.training.items() if key != "members"}
     runs = []
     for row, (weights, digest) in zip(rows, files, strict=True):
+        if row.get("weights", weights) != weights:
+            raise CtChoiceError(f"{ensemble.path}: its member rows and weights files are not in the same order")
         held = list(row["held_out"])
         run = ModelCard.from_dict({**ensemble.to_dict(), "members": [], "weights": weights, "sha256": digest})
         run.path = ensemble.path  # the weights are found beside the ensemble's card; the run is never saved
@@ -222,7 +233,8 @@ def _fold_runs_of(ensemble: ModelCard) -> list[ModelCard]:
                         "command": row.get("command", "")}  # fmt: skip
         run.metrics = {"validation": {"dice_mean": row.get("validation_dice", float("nan"))}}
         runs.append(run)
-    return runs
+    repeats = [row.get("repeat", 0) for row in rows]
+    return [[run for run, number in zip(runs, repeats, strict=True) if number == k] for k in sorted(set(repeats))]
 
 
 def _ensemble_of_folds(
@@ -246,6 +258,8 @@ def _ensemble_of_folds(
                     f"{card.path} was trained otherwise than {runs[0].path} (network, stopping, loss, optimiser or "
                     "batch)"
                 )
+        if not _same_recipe(runs[0], first):
+            raise CtChoiceError(f"{runs[0].path} was trained otherwise than {first.path}: every set repeats one recipe")
     for card in cards[1:]:
         cv = card.data["cross_validation"]
         if (cv["folds"], cv["split_seed"]) != (plan["folds"], plan["split_seed"]):
@@ -312,10 +326,9 @@ def _ensemble_of_folds(
         "members' mean itself holds no slice out"
     )
     seeds = ", ".join(str(member["seed"]) for member in members)
-    architectures = list(dict.fromkeys(card.architecture for card in cards))
     ensemble.architecture = (
         f"mean of {len(cards)} networks of {of_folds} (seeds {seeds}), each trained on "
-        f"{first.data.get('n_train')} of the {len(named)} slices of train/: {' / '.join(architectures)}"
+        f"{first.data.get('n_train')} of the {len(named)} slices of train/: {first.architecture}"
     )
     cross_validation = {"folds": plan["folds"], "split_seed": plan["split_seed"]}
     if repeats > 1:
@@ -331,9 +344,10 @@ def _ensemble_of_folds(
         "validation_slices": [],  # no slice is unseen by the mean: nothing downstream may choose on one
         "cross_validation": cross_validation,
     }
-    recipe = {key: first.training.get(key) for key in ("loss", "optimiser", "batch_size") if key in first.training}
+    recipe = {key: known[0] for key in ("loss", "optimiser", "batch_size")
+              if (known := [c.training[key] for c in cards if c.training.get(key) is not None])}  # fmt: skip
     ensemble.training = {"members": members, "selection": first.training.get("selection", ""),
-                         "member_architecture": " / ".join(architectures), **recipe}  # fmt: skip
+                         "member_architecture": first.architecture, **recipe}  # fmt: skip
     ensemble.limits = [
         f"Trained on {len(named)} radiologist-labelled slices (MedSeg; each of the {len(cards)} networks on "
         f"{first.data.get('n_train')} of them) as 8-bit images without Hounsfield units.",
@@ -362,6 +376,14 @@ def _ensemble_of_folds(
         log,
     )
     return ensemble
+
+
+def _same_recipe(card: ModelCard, other: ModelCard) -> bool:
+    """Whether two fold runs of different sets share a recipe: the same network, stopping and slice count, and the
+    same loss, optimiser and batch where both cards say (cards of earlier fold ensembles did not keep them)."""
+    mine, theirs = _fold_recipe(card), _fold_recipe(other)
+    unknown_or_equal = all(a is None or b is None or a == b for a, b in zip(mine[2:5], theirs[2:5], strict=True))
+    return same_network(mine[0], theirs[0]) and (mine[1], mine[5]) == (theirs[1], theirs[5]) and unknown_or_equal
 
 
 def _fold_recipe(card: ModelCard) -> tuple:
