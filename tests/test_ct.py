@@ -74,6 +74,9 @@ def test_ct_train_then_evaluate_cli(tmp_path):
     assert result["n"] == 10 and len(result["per_slice"]) == 10
     spread = result["dice_spread"]
     assert spread["min"] <= spread["q25"] <= result["dice_median"] <= spread["q75"] <= spread["max"]
+    for key in ("dice_mean", "dice_median"):  # 95% bootstrap intervals over slices
+        low, high = result["ci95"][key]
+        assert spread["min"] <= low <= result[key] <= high <= spread["max"]
 
 
 @pytest.mark.slow
