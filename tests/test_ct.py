@@ -209,7 +209,7 @@ def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_onl
     from core.training.ct_ensemble import ensemble_ct
 
     data = make_ct_set(tmp_path / "ct")
-    small = ["--size", "64", "--widths", "4,8,8,16", "--batch-size", "4", "--dice", "per-slice"]
+    small = ["--size", "32", "--widths", "4,8,8", "--batch-size", "4", "--dice", "per-slice"]
     ct = ["ct-infection", "--data", str(data)]
     for seed in (0, 1):  # the validated model: a mean of two runs on one split
         assert train.main([*ct, "--out", str(tmp_path / f"split{seed}"), "--epochs", "1", *small,
@@ -249,7 +249,7 @@ def test_a_refit_trains_on_every_slice_with_the_validated_settings_and_joins_onl
         ensemble_ct([refits[0], of_one], data, refused, log=lambda _: None)
     for options, says in (
         ([*ct, *small, "--refit", str(refits[0]), "--epochs", "2", "--out", str(refused)], "held out no validation"),
-        ([*ct, "--size", "32", "--refit", str(source_path), "--epochs", "2", "--out", str(refused)], "not a 32 px"),
+        ([*ct, "--size", "64", "--refit", str(source_path), "--epochs", "2", "--out", str(refused)], "not a 64 px"),
         (["ct-lungs", "--data", str(data), "--out", str(refused), "--infection-card", str(refits[0]), "--tune-only"],
          "trained on every slice"),
     ):  # fmt: skip
