@@ -240,12 +240,18 @@ def refit_validation(source: dict) -> dict:
     }
 
 
+def member_network(described: str) -> str:
+    """The network of a card's architecture text: an ensemble's ("mean of N networks ...: X") names it after a
+    colon; a single network's is the whole text."""
+    return re.sub(r"^mean of \d+ networks[^:]*: ", "", described)
+
+
 def same_network(described: str, description: str) -> bool:
     """Whether a card's architecture text (an ensemble's names its members' after a colon) describes the network
     of `description`: the same network named before the first bracket, and the same parameter count."""
 
     def key(text: str) -> tuple[str, str]:
-        text = re.sub(r"^mean of \d+ networks[^:]*: ", "", text)
+        text = member_network(text)
         count = re.search(r"([\d,]+) parameters", text)
         return text.split(" (")[0].strip(), count.group(1) if count else ""
 

@@ -13,7 +13,14 @@ from core.checks.metrics import dice
 from core.data.ct import list_ct
 from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.scan_model import ScanModel
-from core.training.ct import CtChoiceError, load_slices, refit_method, refit_validation, same_network
+from core.training.ct import (
+    CtChoiceError,
+    load_slices,
+    member_network,
+    refit_method,
+    refit_validation,
+    same_network,
+)
 from core.training.loops import choose_mask_settings
 
 
@@ -67,9 +74,7 @@ def ensemble_ct(
     def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
-    plain = [model.mask_probabilities(x_val, flip=False) for model in models]
-    mirrored = [model.mask_probabilities(x_val[:, :, ::-1], flip=False)[:, :, ::-1] for model in models]
-    flipped = [(p + m) / 2 for p, m in zip(plain, mirrored, strict=True)]  # as `mask_probabilities(flip=True)`
+    plain, flipped = zip(*(_plain_and_flipped(model, x_val) for model in models), strict=True)
     threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
     members = []
     for index, card in enumerate(cards):
@@ -96,6 +101,14 @@ def ensemble_ct(
     log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
         "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
     return ensemble
+
+
+def _plain_and_flipped(model: ScanModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A network's mask probabilities without and with the test-time flip (as `mask_probabilities(flip=True)`),
+    from one plain and one mirrored pass."""
+    plain = model.mask_probabilities(x, flip=False)
+    mirrored = model.mask_probabilities(x[:, :, ::-1], flip=False)[:, :, ::-1]
+    return plain, (plain + mirrored) / 2
 
 
 def _member_row(card: ModelCard, weights: str, at_ensemble: float, **how: object) -> dict:
@@ -216,7 +229,7 @@ def _fold_sets_of(ensemble: ModelCard) -> list[list[ModelCard]]:
     files = [(ensemble.weights, ensemble.sha256), *[(m["weights"], m.get("sha256", "")) for m in ensemble.members]]
     if "held_out" not in plan or len(rows) != len(files):
         raise CtChoiceError(f"{ensemble.path} is an ensemble already, not of cross-validation folds: give its members")
-    architecture = ensemble.training.get("member_architecture") or ensemble.architecture.split("train/: ", 1)[-1]
+    architecture = ensemble.training.get("member_architecture") or member_network(ensemble.architecture)
     recipe = {key: value for key, value in ensemble.training.items() if key != "members"}
     runs = []
     for row, (weights, digest) in zip(rows, files, strict=True):
@@ -290,8 +303,7 @@ def _ensemble_of_folds(
         x_fold, y_fold = load_slices([slices[name] for name in names], first.input.height, models[0].prepare)
         runs = runs_of_fold[fold]
         for index in runs:
-            own[index] = (models[index].mask_probabilities(x_fold, flip=False),
-                          models[index].mask_probabilities(x_fold, flip=True))  # fmt: skip
+            own[index] = _plain_and_flipped(models[index], x_fold)
         plain.append(np.mean([own[index][0] for index in runs], axis=0))
         flipped.append(np.mean([own[index][1] for index in runs], axis=0))
         truth.append(y_fold[..., 0] >= 0.5)
