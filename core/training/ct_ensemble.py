@@ -13,14 +13,7 @@ from core.checks.metrics import dice
 from core.data.ct import list_ct
 from core.models.cards import ModelCard, remove_stale_members, sha256_of
 from core.models.scan_model import ScanModel
-from core.training.ct import (
-    CtChoiceError,
-    load_slices,
-    member_network,
-    refit_method,
-    refit_validation,
-    same_network,
-)
+from core.training.ct import CtChoiceError, load_slices, member_network, refit_method, refit_validation, same_network
 from core.training.loops import choose_mask_settings
 
 
