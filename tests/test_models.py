@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import ModelCardError
-from core.explain.gradcam import CAM_METHODS, UnknownCamMethodError, heatmap
+from core.explain.gradcam import CAM_METHODS, CamLayerError, UnknownCamMethodError, class_score, gradcam, heatmap
 from core.explain.overlay import overlay
 from core.io.loading import load_image
 from core.models.cards import WEIGHTS_DIR, ModelCard, list_cards, sha256_of
@@ -74,6 +74,38 @@ def test_heatmap_is_placed_inside_the_lung_crop(tmp_path):
     cam = heatmap(model, pixels)
     assert cam.shape == (200, 200)
     assert cam[:5].max() == 0.0  # the top rows are outside the lung box
+
+
+@pytest.mark.parametrize("name", ["pneumonia", "pneumonia-finetuned", "mri-tumour"])
+def test_compiled_gradcam_is_tf_keras_vis_gradcam_on_the_layer_the_card_names(name):
+    """The compiled Grad-CAM gives tf-keras-vis's map, on exactly the card's layer (not the convolution before it)."""
+    from tf_keras_vis.gradcam import Gradcam
+
+    model = ScanModel.load(name)
+    channels = model.card.input.channels
+    pixels = synthetic_chest(model.card.input.height).astype(np.float32) / 255
+    prepared = model.prepare(np.repeat(pixels[..., None], channels, -1) if channels == 3 else pixels)[np.newaxis]
+    target = model.card.positive_class or model.classes[-1]
+    ours = gradcam(model, prepared, target)[0]
+    reference = Gradcam(model.keras_model, clone=False)(
+        class_score(model, target), prepared, penultimate_layer=model.card.cam_layer, seek_penultimate_conv_layer=False
+    )[0]
+    assert ours.shape == prepared.shape[1:3] and ours.max() == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    seeking = Gradcam(model.keras_model, clone=False)(
+        class_score(model, target), prepared, penultimate_layer=model.card.cam_layer
+    )[0]
+    assert np.abs(ours - seeking).max() > 0.05  # tf-keras-vis's default seeks another layer: a different map
+
+
+def test_a_cam_layer_the_network_lacks_is_a_typed_error(tiny_model):
+    layer = tiny_model.card.cam_layer
+    tiny_model.card.cam_layer = "no_such_layer"
+    try:
+        with pytest.raises(CamLayerError, match="no_such_layer"):
+            heatmap(tiny_model, np.zeros((40, 40), np.float32))
+    finally:
+        tiny_model.card.cam_layer = layer
 
 
 def test_unknown_cam_method(tiny_model):
