@@ -27,6 +27,18 @@ def test_grey_content_saved_as_rgb_jpeg_becomes_one_channel():
     assert image.frames.shape == (1, 224, 224)
 
 
+def test_the_fast_channel_mean_is_numpys_mean_bit_for_bit():
+    from core.io.loading import _channel_mean
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 3), (7, 5, 3), (224, 224, 3), (301, 97, 3)]:
+        rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(_channel_mean(rgb), rgb.mean(axis=-1, dtype=np.float32))
+    near_grey = np.clip(synthetic_chest()[..., None].astype(np.int16) + rng.integers(-1, 2, (224, 224, 3)), 0, 255)
+    image = load_image(encode(near_grey.astype(np.uint8), "PNG"), "near-grey.png")
+    np.testing.assert_array_equal(image.frames[0], near_grey.astype(np.uint8).mean(axis=-1, dtype=np.float32) / 255)
+
+
 def test_colour_image_keeps_three_channels():
     rgb = np.zeros((64, 64, 3), np.uint8)
     rgb[..., 0] = 200

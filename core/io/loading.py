@@ -269,7 +269,7 @@ def _pil_to_float(page: Image.Image) -> np.ndarray:
     if mode in ("P", "PA", "LA", "La", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
         rgb = np.asarray(page.convert("RGB"))
         if _is_grey(rgb):
-            grey = rgb.mean(axis=-1, dtype=np.float32)
+            grey = _channel_mean(rgb)
             grey /= 255.0
             return grey
         array = rgb.astype(np.float32)
@@ -280,6 +280,16 @@ def _pil_to_float(page: Image.Image) -> np.ndarray:
     if array.ndim == 3:
         array = array[..., :3].mean(axis=-1, dtype=np.float32)
     return rescale_to_unit(array)
+
+
+def _channel_mean(rgb: np.ndarray) -> np.ndarray:
+    """`rgb.mean(axis=-1, dtype=float32)` for (H, W, 3) uint8, bit for bit, about 10x faster: numpy's reduction over
+    a length-3 last axis is slow, three whole-plane additions are not."""
+    grey = rgb[..., 0].astype(np.float32)
+    grey += rgb[..., 1]
+    grey += rgb[..., 2]
+    grey /= 3.0
+    return grey
 
 
 def _is_grey(rgb: np.ndarray, tolerance: float = 4 / 255) -> bool:
