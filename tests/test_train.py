@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -105,6 +106,19 @@ def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp
     rows = transfer_table(cards)
     assert sorted(row["variant"] for row in rows) == ["fine-tuned", "scratch"]
     assert [row["model"] for row in rows if row["deployed"]] == ["pneumonia"]
+
+    runs = tmp_path / "runs"  # a seed run outside weights/, named by its card's path, wins on validation
+    runs.mkdir()
+    seed_run = ModelCard.from_dict(tuned.to_dict())
+    seed_run.name, seed_run.weights = "pneumonia-finetuned-s9", "pneumonia-finetuned-s9.keras"
+    seed_run.metrics = {**tuned.metrics, "validation": {**tuned.metrics["validation"], "auc": 1.01}}
+    shutil.copyfile(tuned.weights_path, runs / seed_run.weights)
+    seed_run.save(runs / "pneumonia-finetuned-s9.json")
+    deployed = deploy(["pneumonia-scratch", str(runs / "pneumonia-finetuned-s9.json")], out)
+    assert deployed.training["deployed_from"] == "pneumonia-finetuned-s9" and "1.0100" in deployed.training["selection"]
+    assert ScanModel.load("pneumonia", out).card.sha256 == tuned.sha256
+    with pytest.raises(SystemExit, match="no card"):
+        deploy(["pneumonia-scratch", str(runs / "gone.json")], out)
 
 
 def test_copy_backbone_copies_every_layer_but_the_logits(tmp_path):

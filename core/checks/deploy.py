@@ -1,10 +1,11 @@
 """Deploying a trained variant: ``python -m core.checks.deploy covid-scratch covid-finetuned``.
 
 Of the candidates (variants of one task, e.g. trained from scratch and fine-tuned from the chest
-backbone), the one with the best *validation* score (AUC for two classes, macro-F1 otherwise) is
-copied to the task's name (``covid.keras`` + ``covid.json``), which is what the app and the
-evaluation CLI load. The test set plays no part in the choice. The variants keep their own cards
-(marked not deployed) for the comparison table on the Model card page.
+backbone, or runs of one start with other seeds, named by the path of their card), the one with the
+best *validation* score (AUC for two classes, macro-F1 otherwise) is copied to the task's name
+(``covid.keras`` + ``covid.json``), which is what the app and the evaluation CLI load. The test set
+plays no part in the choice. The variants keep their own cards (marked not deployed) for the
+comparison table on the Model card page.
 """
 
 from __future__ import annotations
@@ -25,8 +26,16 @@ def validation_score(card: ModelCard) -> float:
     return float(validation[key])
 
 
+def candidate_card(candidate: str, weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
+    """A candidate by name (its card in `weights_dir`) or by the path of its card (a run folder's `NAME.json`)."""
+    path = Path(candidate) if candidate.endswith(".json") else Path(weights_dir) / f"{candidate}.json"
+    if not path.exists():
+        raise SystemExit(f"no card {path}")
+    return ModelCard.load(path)
+
+
 def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
-    cards = [ModelCard.load(Path(weights_dir) / f"{name}.json") for name in candidates]
+    cards = [candidate_card(candidate, weights_dir) for candidate in candidates]
     tasks = {card.task for card in cards}
     if len(tasks) != 1:
         raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
@@ -95,7 +104,9 @@ def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.checks.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("candidates", nargs="*", help="model names (cards in weights/) of one task")
+    parser.add_argument("candidates", nargs="*",
+                        help="models of one task: names (cards in --weights) or paths of cards (NAME.json, e.g. a seed "
+                             "run's folder)")  # fmt: skip
     parser.add_argument(
         "--transfer-findings",
         action="store_true",
