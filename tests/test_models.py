@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from core.errors import ModelCardError
-from core.explain.gradcam import CAM_METHODS, CamLayerError, UnknownCamMethodError, class_score, gradcam, heatmap
+from core.explain.gradcam import (
+    CAM_METHODS,
+    CamLayerError,
+    UnknownCamMethodError,
+    class_activation_maps,
+    class_score,
+    heatmap,
+)
 from core.explain.overlay import overlay
 from core.io.loading import load_image
 from core.models.cards import WEIGHTS_DIR, ModelCard, list_cards, sha256_of
@@ -76,26 +83,27 @@ def test_heatmap_is_placed_inside_the_lung_crop(tmp_path):
     assert cam[:5].max() == 0.0  # the top rows are outside the lung box
 
 
+@pytest.mark.parametrize("method", list(CAM_METHODS))
 @pytest.mark.parametrize("name", ["pneumonia", "pneumonia-finetuned", "mri-tumour"])
-def test_compiled_gradcam_is_tf_keras_vis_gradcam_on_the_layer_the_card_names(name):
-    """The compiled Grad-CAM gives tf-keras-vis's map, on exactly the card's layer (not the convolution before it)."""
+def test_compiled_maps_are_tf_keras_vis_maps_on_the_layer_the_card_names(name, method):
+    """Our compiled Grad-CAM / Grad-CAM++ give tf-keras-vis's maps, on exactly the card's layer."""
     from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 
     model = ScanModel.load(name)
     channels = model.card.input.channels
     pixels = synthetic_chest(model.card.input.height).astype(np.float32) / 255
     prepared = model.prepare(np.repeat(pixels[..., None], channels, -1) if channels == 3 else pixels)[np.newaxis]
     target = model.card.positive_class or model.classes[-1]
-    ours = gradcam(model, prepared, target)[0]
-    reference = Gradcam(model.keras_model, clone=False)(
+    ours = class_activation_maps(model, prepared, target, method)[0]
+    reference = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus}[method](model.keras_model, clone=False)
+    expected = reference(
         class_score(model, target), prepared, penultimate_layer=model.card.cam_layer, seek_penultimate_conv_layer=False
     )[0]
     assert ours.shape == prepared.shape[1:3] and ours.max() == pytest.approx(1.0, abs=1e-3)
-    np.testing.assert_allclose(ours, reference, atol=1e-4)
-    seeking = Gradcam(model.keras_model, clone=False)(
-        class_score(model, target), prepared, penultimate_layer=model.card.cam_layer
-    )[0]
-    assert np.abs(ours - seeking).max() > 0.05  # tf-keras-vis's default seeks another layer: a different map
+    np.testing.assert_allclose(ours, expected, atol=1e-3)
+    moved = reference(class_score(model, target), prepared, penultimate_layer=model.card.cam_layer)[0]
+    assert np.abs(ours - moved).max() > 0.05  # by default tf-keras-vis takes another layer: another map
 
 
 def test_a_cam_layer_the_network_lacks_is_a_typed_error(tiny_model):

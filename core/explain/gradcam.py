@@ -1,11 +1,11 @@
-"""Grad-CAM heatmaps and overlays, after the keras-io Grad-CAM example: `heatmap` makes the map, `overlay`
-draws it over the image.
+"""Grad-CAM and Grad-CAM++ heatmaps, after the keras-io Grad-CAM example: `heatmap` makes the map, `overlay`
+(in `core.explain.overlay`) draws it over the image.
 
-Grad-CAM runs as one compiled TensorFlow function per (model, class): the activations of the card's
-`cam_layer` and the class score's gradients in one graph call, about 15x faster on CPU than tf-keras-vis,
-which rebuilds a Keras model and runs eagerly on every call; tests check the two give the same map.
-Grad-CAM++ stays with tf-keras-vis. Both use exactly the layer the card names (tf-keras-vis would otherwise
-move on to the nearest convolution before it).
+One compiled TensorFlow function per (model, cam layer, class) gives the class score, the activations of the
+card's `cam_layer` and the score's gradients in one graph call; the two methods then weigh the activations in
+NumPy, as tf-keras-vis does. tf-keras-vis rebuilds a Keras model and runs eagerly on every call, about 15x
+slower on CPU; `tests/test_models.py` checks that both methods give its maps. Both use exactly the layer the
+card names (tf-keras-vis, by default, moves on to the nearest convolution before a layer that is not one).
 """
 
 from __future__ import annotations
@@ -45,18 +45,9 @@ def cam_layer_name(model: ScanModel) -> str:
     return name
 
 
-def _gradcam_plus_plus(model: ScanModel):
-    """One tf-keras-vis Grad-CAM++ explainer per model, cached on the model object."""
-    cache = model.__dict__.setdefault("_explainers", {})
-    if "gradcam++" not in cache:
-        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-
-        cache["gradcam++"] = GradcamPlusPlus(model.keras_model, clone=False)
-    return cache["gradcam++"]
-
-
-def _gradient_function(model: ScanModel, target_class: str):
-    """Compiled once per (model, cam layer, class): prepared batch -> (cam-layer activations, class-score gradients)."""
+def _score_activations_gradients(model: ScanModel, target_class: str):
+    """Compiled once per (model, cam layer, class): prepared batch -> (class scores, cam-layer activations,
+    the scores' gradients with respect to them)."""
     cache = model.__dict__.setdefault("_cam_gradients", {})
     key = (cam_layer_name(model), target_class)
     with _BUILD_LOCK:
@@ -65,29 +56,54 @@ def _gradient_function(model: ScanModel, target_class: str):
             import tensorflow as tf
 
             network = model.keras_model
-            layer = network.get_layer(key[0])
-            both = keras.Model(network.inputs, [network.outputs[0], layer.output])
+            both = keras.Model(network.inputs, [network.outputs[0], network.get_layer(key[0]).output])
             score = class_score(model, target_class)
 
             @tf.function(reduce_retracing=True)
-            def activations_and_gradients(batch):
+            def score_activations_gradients(batch):
                 with tf.GradientTape() as tape:
                     logits, activations = both(batch, training=False)
                     scores = score(logits)
-                return activations, tape.gradient(scores, activations)
+                return scores, activations, tape.gradient(scores, activations)
 
-            cache[key] = activations_and_gradients
+            cache[key] = score_activations_gradients
     return cache[key]
 
 
-def gradcam(model: ScanModel, prepared: np.ndarray, target_class: str) -> np.ndarray:
-    """Grad-CAM on the network grid for a prepared batch (N, H, W, C): the cam layer's channels weighted by
-    their mean gradient, summed, ReLU, zoomed (linear) to (H, W) and scaled to [0, 1] per image."""
+def _gradcam_weights(scores: np.ndarray, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017): each channel weighted by its mean gradient."""
+    return gradients.mean(axis=(1, 2), keepdims=True)
+
+
+def _gradcam_plus_plus_weights(scores: np.ndarray, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ (Chattopadhay et al. 2018), with exp(score) as tf-keras-vis: positive gradients weighted per
+    position by the alphas of the higher-order terms."""
+    first = np.exp(scores).reshape(-1, 1, 1, 1) * gradients
+    second = first * gradients
+    third = second * gradients
+    denominator = 2.0 * second + third * activations.sum(axis=(1, 2), keepdims=True)
+    alphas = second / (denominator + (second == 0.0))
+    norm = alphas.sum(axis=(1, 2), keepdims=True)
+    alphas = alphas / (norm + (norm == 0.0))
+    return (np.maximum(first, 0.0) * alphas).sum(axis=(1, 2), keepdims=True)
+
+
+_WEIGHTS = {"gradcam": _gradcam_weights, "gradcam++": _gradcam_plus_plus_weights}
+
+
+def class_activation_maps(
+    model: ScanModel, prepared: np.ndarray, target_class: str, method: str = "gradcam"
+) -> np.ndarray:
+    """Maps on the network grid for a prepared batch (N, H, W, C): the cam layer's channels weighted (`method`),
+    summed, ReLU, zoomed (linear) to (H, W) and scaled to [0, 1] per image."""
     import tensorflow as tf
 
-    activations, gradients = _gradient_function(model, target_class)(tf.convert_to_tensor(prepared, tf.float32))
-    weights = np.mean(gradients.numpy(), axis=(1, 2), keepdims=True)
-    cams = np.maximum(np.sum(activations.numpy() * weights, axis=-1), 0.0)
+    if method not in _WEIGHTS:
+        raise UnknownCamMethodError(f"Unknown CAM method '{method}'. Known: {', '.join(CAM_METHODS)}.")
+    outputs = _score_activations_gradients(model, target_class)(tf.convert_to_tensor(prepared, tf.float32))
+    scores, activations, gradients = (np.asarray(output, dtype=np.float32) for output in outputs)
+    weights = _WEIGHTS[method](scores, activations, gradients)
+    cams = np.maximum(np.sum(activations * weights, axis=-1), 0.0)
     height, width = prepared.shape[1:3]
     out = []
     for cam in cams:
@@ -97,7 +113,7 @@ def gradcam(model: ScanModel, prepared: np.ndarray, target_class: str) -> np.nda
 
 
 def class_score(model: ScanModel, target_class: str):
-    """Score for tf-keras-vis: the target's logit minus the mean of the others' (logit difference for 2 classes)."""
+    """The score explained: the target's logit minus the mean of the others' (logit difference for 2 classes)."""
     index = model.classes.index(target_class)
     others = [i for i in range(len(model.classes)) if i != index]
 
@@ -121,18 +137,6 @@ def heatmap(
     pixels = image.frame(frame) if isinstance(image, LoadedImage) else np.asarray(image, dtype=np.float32)
     if target_class is None:
         target_class = model.card.positive_class or model.predict(pixels).label
-    if method not in CAM_METHODS:
-        raise UnknownCamMethodError(f"Unknown CAM method '{method}'. Known: {', '.join(CAM_METHODS)}.")
-    prepared = model.prepare(pixels)[np.newaxis]
-    if method == "gradcam":
-        cam = gradcam(model, prepared, target_class)
-    else:
-        cam = _gradcam_plus_plus(model)(
-            class_score(model, target_class),
-            prepared,
-            penultimate_layer=cam_layer_name(model),
-            seek_penultimate_conv_layer=False,
-            expand_cam=True,
-        )
+    cam = class_activation_maps(model, model.prepare(pixels)[np.newaxis], target_class, method)
     cam = np.nan_to_num(np.asarray(cam[0], dtype=np.float32))
     return to_image_geometry(model, pixels, normalise_map(cam))
