@@ -109,16 +109,22 @@ def test_fine_tuning_deploying_the_best_on_validation_and_the_transfer_table(tmp
 
     runs = tmp_path / "runs"  # a seed run outside weights/, named by its card's path, wins on validation
     runs.mkdir()
-    seed_run = ModelCard.from_dict(tuned.to_dict())
+    seed_run = ModelCard.from_dict(scratch.to_dict())  # other weights than either candidate in weights/ below
     seed_run.name, seed_run.weights = "pneumonia-finetuned-s9", "pneumonia-finetuned-s9.keras"
-    seed_run.metrics = {**tuned.metrics, "validation": {**tuned.metrics["validation"], "auc": 1.01}}
-    shutil.copyfile(tuned.weights_path, runs / seed_run.weights)
+    seed_run.metrics = {**scratch.metrics, "validation": {**scratch.metrics["validation"], "auc": 1.01}}
+    shutil.copyfile(scratch.weights_path, runs / seed_run.weights)
     seed_run.save(runs / "pneumonia-finetuned-s9.json")
-    deployed = deploy(["pneumonia-scratch", str(runs / "pneumonia-finetuned-s9.json")], out)
+    deployed = deploy(["pneumonia-finetuned", str(runs / "pneumonia-finetuned-s9.json")], out)
     assert deployed.training["deployed_from"] == "pneumonia-finetuned-s9" and "1.0100" in deployed.training["selection"]
-    assert ScanModel.load("pneumonia", out).card.sha256 == tuned.sha256
+    assert deployed.training["deployed_from_card"] == str(runs / "pneumonia-finetuned-s9.json")
+    assert sha256_of(out / "pneumonia.keras") == scratch.sha256 != tuned.sha256
+    assert ScanModel.load("pneumonia", out).card.sha256 == scratch.sha256
     with pytest.raises(SystemExit, match="no card"):
         deploy(["pneumonia-scratch", str(runs / "gone.json")], out)
+    seed_run.name = "pneumonia-scratch"  # the same name as a candidate in weights/
+    seed_run.save(runs / "pneumonia-scratch.json")
+    with pytest.raises(SystemExit, match="distinct names"):
+        deploy(["pneumonia-scratch", str(runs / "pneumonia-scratch.json")], out)
 
 
 def test_copy_backbone_copies_every_layer_but_the_logits(tmp_path):

@@ -2,10 +2,10 @@
 
 Of the candidates (variants of one task, e.g. trained from scratch and fine-tuned from the chest
 backbone, or runs of one start with other seeds, named by the path of their card), the one with the
-best *validation* score (AUC for two classes, macro-F1 otherwise) is copied to the task's name
-(``covid.keras`` + ``covid.json``), which is what the app and the evaluation CLI load. The test set
-plays no part in the choice. The variants keep their own cards (marked not deployed) for the
-comparison table on the Model card page.
+best *validation* score (AUC for two classes, macro-F1 otherwise; a tie goes to the first listed) is
+copied to the task's name (``covid.keras`` + ``covid.json``), which is what the app and the
+evaluation CLI load. The test set plays no part in the choice. The variants keep their own cards
+(marked not deployed) for the comparison table on the Model card page.
 """
 
 from __future__ import annotations
@@ -40,20 +40,27 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
     if len(tasks) != 1:
         raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
     task = tasks.pop()
+    names = [card.name for card in cards]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"candidates need distinct names, got {names}")
+    if any(card.members for card in cards):
+        raise SystemExit("an ensemble cannot be deployed here (its member files stay behind)")
     scores = {card.name: validation_score(card) for card in cards}
-    best = max(cards, key=lambda card: scores[card.name])
+    best = max(cards, key=lambda card: scores[card.name])  # a tie: the first listed
     for card in cards:
         if card.name != task:
             card.deployed = False
             card.save()
     deployed = ModelCard.from_dict(best.to_dict())
-    if best.name != task:
-        shutil.copyfile(best.weights_path, Path(weights_dir) / f"{task}.keras")
+    target = Path(weights_dir) / f"{task}.keras"
+    if best.weights_path.resolve() != target.resolve():
+        shutil.copyfile(best.weights_path, target)
     deployed.name, deployed.weights, deployed.deployed = task, f"{task}.keras", True
     metric = "AUC" if len(best.classes) == 2 else "macro-F1"
     deployed.training = {
         **best.training,
         "deployed_from": best.name,
+        "deployed_from_card": str(best.weights_path.with_suffix(".json")),
         "selection": f"best validation {metric} among "
         + ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
         + " (the test set played no part)",

@@ -1,16 +1,19 @@
 """Grad-CAM and Grad-CAM++ heatmaps, after the keras-io Grad-CAM example: `heatmap` makes the map, `overlay`
 (in `core.explain.overlay`) draws it over the image.
 
-One compiled TensorFlow function per (model, cam layer, class) gives the class score, the activations of the
-card's `cam_layer` and the score's gradients in one graph call; the two methods then weigh the activations in
-NumPy, as tf-keras-vis does. tf-keras-vis rebuilds a Keras model and runs eagerly on every call, about 15x
-slower on CPU; `tests/test_models.py` checks that both methods give its maps. Both use exactly the layer the
-card names (tf-keras-vis, by default, moves on to the nearest convolution before a layer that is not one).
+One compiled TensorFlow function per (model, cam layer) gives the activations of the card's `cam_layer` and the
+gradients of a class's score (weights on the logits, passed in, so one graph serves every class) in one call;
+the two methods then weigh the activations in NumPy, as tf-keras-vis does. tf-keras-vis rebuilds a Keras model
+and runs eagerly on every call, about 15x slower on CPU; `tests/test_models.py` checks that both methods give
+its maps. Both use exactly the layer the card names (tf-keras-vis, by default, moves on to the nearest
+convolution before a layer that is not one).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import zoom
@@ -36,56 +39,69 @@ _BUILD_LOCK = threading.Lock()
 
 
 def cam_layer_name(model: ScanModel) -> str:
-    """The layer whose activations the heatmap weighs: the card's `cam_layer` (default `last_conv`)."""
+    """The layer whose activations the heatmap weighs: the card's `cam_layer` (default `last_conv`), which must
+    give a (N, h, w, channels) map."""
     name = model.card.cam_layer or LAST_CONV
     try:
-        model.keras_model.get_layer(name)
+        layer = model.keras_model.get_layer(name)
     except ValueError as error:
         raise CamLayerError(f"Model '{model.name}' has no layer '{name}' for a heatmap.") from error
+    if len(layer.output.shape) != 4:
+        raise CamLayerError(f"Layer '{name}' of model '{model.name}' gives no 2-D map ({layer.output.shape}).")
     return name
 
 
-def _score_activations_gradients(model: ScanModel, target_class: str):
-    """Compiled once per (model, cam layer, class): prepared batch -> (class scores, cam-layer activations,
-    the scores' gradients with respect to them)."""
+def score_weights(model: ScanModel, target_class: str) -> np.ndarray:
+    """The score explained, as weights on the logits: the target's logit minus the mean of the others' (the
+    logit difference for two classes)."""
+    if target_class not in model.classes:
+        raise ScanSightError(f"Model '{model.name}' has no class '{target_class}' (classes: {model.classes}).")
+    others = len(model.classes) - 1
+    weights = np.full(len(model.classes), -1.0 / max(others, 1), dtype=np.float32)
+    weights[model.classes.index(target_class)] = 1.0
+    return weights
+
+
+def _activations_and_gradients(model: ScanModel) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """Compiled once per (model, cam layer): (prepared batch, score weights) -> (the cam layer's activations, the
+    score's gradients with respect to them). One graph serves every class."""
     cache = model.__dict__.setdefault("_cam_gradients", {})
-    key = (cam_layer_name(model), target_class)
+    name = cam_layer_name(model)
     with _BUILD_LOCK:
-        if key not in cache:
+        if name not in cache:
             import keras
             import tensorflow as tf
 
             network = model.keras_model
-            both = keras.Model(network.inputs, [network.outputs[0], network.get_layer(key[0]).output])
-            score = class_score(model, target_class)
+            both = keras.Model(network.inputs, [network.outputs[0], network.get_layer(name).output])
 
             @tf.function(reduce_retracing=True)
-            def score_activations_gradients(batch):
+            def activations_and_gradients(batch, weights):
                 with tf.GradientTape() as tape:
                     logits, activations = both(batch, training=False)
-                    scores = score(logits)
-                return scores, activations, tape.gradient(scores, activations)
+                    scores = tf.linalg.matvec(logits, weights)
+                return activations, tape.gradient(scores, activations)
 
-            cache[key] = score_activations_gradients
-    return cache[key]
+            cache[name] = activations_and_gradients
+    return cache[name]
 
 
-def _gradcam_weights(scores: np.ndarray, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+def _gradcam_weights(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017): each channel weighted by its mean gradient."""
     return gradients.mean(axis=(1, 2), keepdims=True)
 
 
-def _gradcam_plus_plus_weights(scores: np.ndarray, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    """Grad-CAM++ (Chattopadhay et al. 2018), with exp(score) as tf-keras-vis: positive gradients weighted per
-    position by the alphas of the higher-order terms."""
-    first = np.exp(scores).reshape(-1, 1, 1, 1) * gradients
-    second = first * gradients
+def _gradcam_plus_plus_weights(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ (Chattopadhay et al. 2018): positive gradients weighted per position by the alphas of the
+    higher-order terms. The exp(score) factor of the paper (and tf-keras-vis) scales every map by a constant that
+    the [0, 1] scaling removes, so it is left out: it overflows float32 for scores above about 88."""
+    second = gradients**2
     third = second * gradients
     denominator = 2.0 * second + third * activations.sum(axis=(1, 2), keepdims=True)
     alphas = second / (denominator + (second == 0.0))
     norm = alphas.sum(axis=(1, 2), keepdims=True)
     alphas = alphas / (norm + (norm == 0.0))
-    return (np.maximum(first, 0.0) * alphas).sum(axis=(1, 2), keepdims=True)
+    return (np.maximum(gradients, 0.0) * alphas).sum(axis=(1, 2), keepdims=True)
 
 
 _WEIGHTS = {"gradcam": _gradcam_weights, "gradcam++": _gradcam_plus_plus_weights}
@@ -100,29 +116,19 @@ def class_activation_maps(
 
     if method not in _WEIGHTS:
         raise UnknownCamMethodError(f"Unknown CAM method '{method}'. Known: {', '.join(CAM_METHODS)}.")
-    outputs = _score_activations_gradients(model, target_class)(tf.convert_to_tensor(prepared, tf.float32))
-    scores, activations, gradients = (np.asarray(output, dtype=np.float32) for output in outputs)
-    weights = _WEIGHTS[method](scores, activations, gradients)
-    cams = np.maximum(np.sum(activations * weights, axis=-1), 0.0)
+    function = _activations_and_gradients(model)
+    weights = tf.constant(score_weights(model, target_class))
+    activations, gradients = function(tf.convert_to_tensor(prepared, tf.float32), weights)
+    if gradients is None:
+        raise CamLayerError(f"The score of model '{model.name}' does not depend on its cam layer.")
+    activations, gradients = np.asarray(activations, np.float32), np.asarray(gradients, np.float32)
+    cams = np.maximum(np.sum(activations * _WEIGHTS[method](activations, gradients), axis=-1), 0.0)
     height, width = prepared.shape[1:3]
     out = []
     for cam in cams:
         cam = zoom(cam, (height / cam.shape[0], width / cam.shape[1]), order=1)
         out.append((cam - cam.min()) / (cam.max() - cam.min() + 1e-7))
     return np.stack(out).astype(np.float32)
-
-
-def class_score(model: ScanModel, target_class: str):
-    """The score explained: the target's logit minus the mean of the others' (logit difference for 2 classes)."""
-    index = model.classes.index(target_class)
-    others = [i for i in range(len(model.classes)) if i != index]
-
-    def score(output):
-        import tensorflow as tf
-
-        return output[:, index] - tf.reduce_mean(tf.gather(output, others, axis=1), axis=1)
-
-    return score
 
 
 def heatmap(
