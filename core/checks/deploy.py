@@ -83,15 +83,20 @@ def transfer_sentence(rows: Sequence[dict]) -> str:
     scored = [row for row in rows if row.get(key) is not None]
     if len(scored) < 2:
         return ""
-    parts = [f"{STARTS[r['variant']][0]} ({STARTS[r['variant']][1]}) {fmt.format(r[key])}" for r in scored]
     best = max(scored, key=lambda r: r[key])
     deployed = next((r for r in rows if r["deployed"]), None)
+    one_run_each = len({r["variant"] for r in scored}) == len(scored)
 
     def start(row: dict) -> str:
         return f"{STARTS[row['variant']][0]} ({STARTS[row['variant']][1]})"
 
+    def shown(row: dict) -> str:  # two runs of one start: say which is in use
+        return start(row) + (" in use" if row is deployed and not one_run_each else "")
+
+    parts = [f"{shown(r)} {fmt.format(r[key])}" for r in scored]
     chosen = f"; in use: {start(deployed)}, chosen on validation" if deployed is not None else ""
-    return f"Held-out test {label} by start: {', '.join(parts)}. Best on test: {start(best)}{chosen} (one run each)."
+    runs = "one run each" if one_run_each else "runs of one start listed apart"
+    return f"Held-out test {label} by start: {', '.join(parts)}. Best on test: {shown(best)}{chosen} ({runs})."
 
 
 def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
