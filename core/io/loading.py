@@ -267,7 +267,7 @@ def _pil_to_float(page: Image.Image) -> np.ndarray:
         array /= 255.0
         return array
     if mode in ("P", "PA", "LA", "La", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-        rgb = np.asarray(page.convert("RGB"))
+        rgb = np.asarray(page if mode == "RGB" else page.convert("RGB"))  # converting RGB to RGB is a copy
         if _is_grey(rgb):
             grey = _channel_mean(rgb)
             grey /= 255.0
