@@ -60,7 +60,7 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
     deployed.training = {
         **best.training,
         "deployed_from": best.name,
-        "deployed_from_card": str(best.weights_path.with_suffix(".json")),
+        "deployed_from_card": str(best.path),
         "selection": f"best validation {metric} among "
         + ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
         + " (the test set played no part)",

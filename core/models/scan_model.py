@@ -155,11 +155,16 @@ class ScanModel:
     def mask_probabilities(self, prepared: np.ndarray, flip: bool | None = None) -> np.ndarray:
         """(N, h, w) mask probabilities on the network grid for a prepared batch; averaged with the
         mirror image's (flipped back) with a test-time flip (`flip`, by default the card's choice)."""
-        probability = np.asarray(self.logits(prepared)[..., 0], dtype=np.float32)
         if self.card.test_time_flip if flip is None else flip:
-            mirrored = np.asarray(self.logits(prepared[:, :, ::-1])[..., 0], dtype=np.float32)[:, :, ::-1]
-            probability = (probability + mirrored) / 2
-        return probability
+            return self.plain_and_flipped(prepared)[1]
+        return np.asarray(self.logits(prepared)[..., 0], dtype=np.float32)
+
+    def plain_and_flipped(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`mask_probabilities` without and with the test-time flip, from one plain and one mirrored pass (for
+        choosing the flip on validation)."""
+        plain = np.asarray(self.logits(prepared)[..., 0], dtype=np.float32)
+        mirrored = np.asarray(self.logits(prepared[:, :, ::-1])[..., 0], dtype=np.float32)[:, :, ::-1]
+        return plain, (plain + mirrored) / 2
 
     def segment(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
         """Mask probability (H, W) float32 in [0, 1], put back on the frame's geometry (crop and size)."""

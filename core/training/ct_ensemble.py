@@ -67,7 +67,7 @@ def ensemble_ct(
     def slice_dice(probabilities: np.ndarray, threshold: float) -> float:
         return float(np.mean([dice(p >= threshold, t) for p, t in zip(probabilities, masks_val, strict=True)]))
 
-    plain, flipped = zip(*(_plain_and_flipped(model, x_val) for model in models), strict=True)
+    plain, flipped = zip(*(model.plain_and_flipped(x_val) for model in models), strict=True)
     threshold, flip, validation_dice = choose_mask_settings(np.mean(plain, 0), np.mean(flipped, 0), slice_dice)
     members = []
     for index, card in enumerate(cards):
@@ -94,14 +94,6 @@ def ensemble_ct(
     log("the lung outline's margin was chosen with the earlier infection masks: rerun `python -m core.train ct-lungs "
         "... --tune-only` with this model, then `python -m core.evaluate ct-lungs`")  # fmt: skip
     return ensemble
-
-
-def _plain_and_flipped(model: ScanModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A network's mask probabilities without and with the test-time flip (as `mask_probabilities(flip=True)`),
-    from one plain and one mirrored pass."""
-    plain = model.mask_probabilities(x, flip=False)
-    mirrored = model.mask_probabilities(x[:, :, ::-1], flip=False)[:, :, ::-1]
-    return plain, (plain + mirrored) / 2
 
 
 def _member_row(card: ModelCard, weights: str, at_ensemble: float, **how: object) -> dict:
@@ -296,7 +288,7 @@ def _ensemble_of_folds(
         x_fold, y_fold = load_slices([slices[name] for name in names], first.input.height, models[0].prepare)
         runs = runs_of_fold[fold]
         for index in runs:
-            own[index] = _plain_and_flipped(models[index], x_fold)
+            own[index] = models[index].plain_and_flipped(x_fold)
         plain.append(np.mean([own[index][0] for index in runs], axis=0))
         flipped.append(np.mean([own[index][1] for index in runs], axis=0))
         truth.append(y_fold[..., 0] >= 0.5)
