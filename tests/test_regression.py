@@ -49,6 +49,10 @@ def test_mri_tumour_on_held_out_patients():
     metrics = evaluate_mri_tumour(model, mri_patients(model, data_path("lgg_mri"), "test"), progress=False)
     assert metrics["accuracy"] == pytest.approx(model.card.metrics["test"]["accuracy"], abs=0.005)
     assert metrics["accuracy"] >= FLOORS["mri-tumour"]
+    recorded = metrics["decision_rule"]
+    assert {key: recorded[key] for key in model.card.decision_rule} == model.card.decision_rule  # the rule measured
+    recorded_in_card = model.card.metrics["test"]["decision_rule"]
+    assert recorded_in_card["threshold"] == model.card.decision_rule["threshold"]
 
 
 FLOORS = {

@@ -195,6 +195,7 @@ def evaluate_mri_tumour(model: ScanModel, patients: Sequence, progress: bool = T
         decided = np.array([tumour_decision(p, a, rule) for p, a in zip(probabilities, areas, strict=True)])
         combined = binary_metrics(labels, decided.astype(float), 0.5)
         combined.pop("roc", None)
+        combined.pop("threshold", None)  # 0.5 cuts the yes/no decisions: it must not replace the rule's own threshold
         combined["auc"] = None  # a yes/no rule has no score to rank by
         combined["ci95"] = bootstrap_intervals(
             labels,

@@ -76,6 +76,8 @@ class ModelCard:
         out = asdict(self)
         out.pop("path")
         out["input"]["value_range"] = list(self.input.value_range)
+        if not out["members"]:
+            out.pop("members")  # one network: the field only names an ensemble's other members
         return out
 
     def save(self, path: Path | None = None) -> Path:
