@@ -76,3 +76,13 @@ def test_ray_is_an_optional_extra_that_ci_installs_and_the_space_does_not():
     assert "ray" not in (REPO / "requirements.txt").read_text().lower()
     assert "requirements-scale" not in (REPO / "Dockerfile").read_text()
     assert "requirements-scale.txt" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_readmes_transfer_table_is_the_one_the_cards_print():
+    from core.checks.deploy import transfer_markdown
+    from core.models.cards import list_cards, transfer_table
+
+    cards = list_cards()
+    table = transfer_markdown(transfer_table(cards), cards)
+    assert table.count("\n") >= 4  # header, rule and at least three rows: the chest cards are committed
+    assert table in (REPO / "README.md").read_text(), "rerun: python -m core.checks.deploy --readme-table"

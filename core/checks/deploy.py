@@ -14,6 +14,7 @@ import argparse
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core.models.cards import WEIGHTS_DIR, ModelCard
 
@@ -113,6 +114,43 @@ def write_transfer_findings(weights_dir: Path = WEIGHTS_DIR) -> None:
             print(f"{task}: {sentence}")
 
 
+TRANSFER_HEADER = (
+    "| task (test set) | start (network) | in use | epochs | validation | test accuracy | test AUC / macro-F1 "
+    "| sensitivity / specificity | bacterial vs viral AUC |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def transfer_markdown(rows: list[dict[str, Any]], cards: dict[str, Any]) -> str:
+    """The transfer-learning table as the README shows it, from the cards' figures (`--readme-table`): a start
+    run more than once for a task names each row's seed."""
+
+    def interval(key: str, fmt: str, row: dict[str, Any]) -> str:
+        low_high = row["test_ci95"].get(key)
+        return f" ({fmt.format(low_high[0])}–{fmt.format(low_high[1])})" if low_high else ""
+
+    lines = [TRANSFER_HEADER]
+    for row in rows:
+        card = cards[row["model"]]
+        start = f"{row['start']} ({row['network']})"
+        if sum(other["task"] == row["task"] and other["variant"] == row["variant"] for other in rows) > 1:
+            start += f", seed {card.training.get('seed', 0)}"
+        n = card.metrics.get("test", {}).get("n", "?")
+        if row["validation_macro_f1"] is not None:
+            validation = f"macro-F1 {row['validation_macro_f1']:.3f}"
+            score = f"macro-F1 {row['test_macro_f1']:.3f}" + interval("macro_f1", "{:.3f}", row)
+        else:
+            validation = f"AUC {row['validation_auc']:.4f}"
+            score = f"AUC {row['test_auc']:.3f}" + interval("auc", "{:.3f}", row)
+        accuracy = f"{100 * row['test_accuracy']:.1f}%" + interval("accuracy", "{:.1%}", row)
+        sensitivity = row["test_sensitivity"]
+        rates = "–" if sensitivity is None else f"{sensitivity:.1%} / {row['test_specificity']:.1%}"
+        subtypes = row["test_auc_bacterial_vs_viral"]
+        cells = [f"{row['task']} ({n})", start, "**yes**" if row["deployed"] else "", str(row["epochs"]),
+                 validation, accuracy, score, rates, "–" if subtypes is None else f"{subtypes:.3f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.checks.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -124,12 +162,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write the scratch vs fine-tuned finding (test figures) into each deployed card",
     )
+    parser.add_argument("--readme-table", action="store_true",
+                        help="print the README's transfer-learning table (Markdown) from the cards")  # fmt: skip
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
     if args.candidates:
         deploy(args.candidates, args.weights)
     if args.transfer_findings:
         write_transfer_findings(args.weights)
+    if args.readme_table:
+        from core.models.cards import list_cards, transfer_table
+
+        cards = list_cards(args.weights)
+        print(transfer_markdown(transfer_table(cards), cards))
     return 0
 
 
