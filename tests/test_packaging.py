@@ -86,3 +86,14 @@ def test_the_readmes_transfer_table_is_the_one_the_cards_print():
     table = transfer_markdown(transfer_table(cards), cards)
     assert table.count("\n") >= 4  # header, rule and at least three rows: the chest cards are committed
     assert table in (REPO / "README.md").read_text(), "rerun: python -m core.checks.deploy --readme-table"
+
+
+def test_the_readmes_seed_tables_are_the_ones_seeds_json_prints():
+    from core.checks.seeds import load_seed_study, seed_markdown
+    from core.models.cards import WEIGHTS_DIR, list_cards
+
+    study = load_seed_study(WEIGHTS_DIR)
+    assert study is not None, "weights/seeds.json is committed"
+    tables = seed_markdown(study, list_cards())
+    assert "(in use)" in tables and tables.count("mean ± std") >= 3
+    assert tables in (REPO / "README.md").read_text(), "rerun: python -m core.checks.seeds --readme-table"

@@ -114,6 +114,46 @@ def keep_recorded(result: dict[str, Any], earlier: dict[str, Any], source: str) 
     return kept
 
 
+#: The README's seed tables: one for the two-class questions, one for normal / bacterial / viral.
+MARKDOWN_COLUMNS: list[list[tuple[str, str, str]]] = [
+    [("validation AUC", "validation_auc", "{:.4f}"), ("test accuracy", "test_accuracy", "%"),
+     ("test AUC", "test_auc", "{:.3f}"), ("sensitivity", "test_sensitivity", "%"),
+     ("specificity", "test_specificity", "%")],
+    [("validation macro-F1", "validation_macro_f1", "{:.3f}"), ("test accuracy", "test_accuracy", "%"),
+     ("test macro-F1", "test_macro_f1", "{:.3f}"), ("bacterial vs viral AUC", "test_auc_bacterial_vs_viral", "{:.3f}")],
+]  # fmt: skip
+
+
+def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
+    """The README's tables of the ImageNet start's seeds (`--readme-table`), from `weights/seeds.json`: each run in
+    seed order (the one in use marked), then mean ± sample standard deviation; percentages' spread in points."""
+
+    def text(value: float, fmt: str) -> str:
+        return f"{100 * value:.1f}%" if fmt == "%" else fmt.format(value)
+
+    tables = []
+    for columns in MARKDOWN_COLUMNS:
+        groups = [g for g in study.get("groups", []) if g["variant"] == "imagenet" and columns[0][1] in g["figures"]]
+        if not groups:
+            continue
+        lines = ["| ImageNet start | " + " | ".join(c[0] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+        for group in groups:
+            order = sorted(range(group["n_runs"]), key=lambda i: group["seeds"][i])
+            deployed = cards.get(group["task"])
+            in_use = deployed.training.get("seed", 0) if deployed and deployed.variant == "imagenet" else None
+            seeds = [f"{group['seeds'][i]}" + (" (in use)" if group["seeds"][i] == in_use else "") for i in order]
+            runs = [" / ".join(text(group["figures"][key]["values"][i], fmt) for i in order) for _, key, fmt in columns]
+            lines.append(f"| `{group['task']}`, seed {' / '.join(seeds)} | " + " | ".join(runs) + " |")
+            spreads = []
+            for _, key, fmt in columns:
+                figure = group["figures"][key]
+                spread = f"{100 * figure['std']:.1f}" if fmt == "%" else fmt.format(figure["std"])
+                spreads.append(f"{text(figure['mean'], fmt)} ± {spread}")
+            lines.append(f"| `{group['task']}`, mean ± std ({group['n_runs']} runs) | " + " | ".join(spreads) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.checks.seeds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -123,7 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None,
                         help="an earlier output (weights/seeds.json): add the runs it recorded whose cards are not "
                              "given now (their folders are gone), with the figures it holds for them")  # fmt: skip
+    parser.add_argument("--readme-table", action="store_true",
+                        help="print the README's seed tables (Markdown) from --weights/seeds.json")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.readme_table:
+        study = load_seed_study(args.weights)
+        print(seed_markdown(study, list_cards(args.weights)) if study else "no seeds.json in " + str(args.weights))
+        return 0 if study else 1
     extra = [card for folder in args.folders for card in list_cards(folder).values()]
     result = seed_groups(list_cards(args.weights), extra)
     kept = keep_recorded(result, json.loads(args.keep.read_text()), str(args.keep)) if args.keep else []
@@ -142,10 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 def load_seed_study(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any] | None:
@@ -188,3 +230,7 @@ def seed_table(study: dict[str, Any], task: str) -> list[dict[str, str]]:
         })  # fmt: skip
     empty = [column for column in (rows[0] if rows else {}) if all(row[column] == "–" for row in rows)]
     return [{column: text for column, text in row.items() if column not in empty} for row in rows]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
