@@ -3,6 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.checks.ceiling import ceiling_sentence
 from core.checks.seeds import load_seed_study, seed_table
 from core.models.cards import WEIGHTS_DIR, transfer_table
 from core.models.efficientnet import imagenet_start_card
@@ -141,6 +142,10 @@ if detector:
 
 if card.findings.get("transfer"):
     st.markdown("**Transfer learning** — " + card.findings["transfer"])
+
+if card.findings.get("test_ceiling"):
+    ceiling = ceiling_sentence(card.findings["test_ceiling"])
+    st.markdown("**The best any threshold could do on the test set** — " + ceiling)
 
 shortcut = card.findings.get("shortcut")
 if shortcut:

@@ -66,3 +66,30 @@ def test_best_mask_threshold_picks_the_peak_of_the_grid():
 
     threshold, score = best_mask_threshold(lambda t: 1 - abs(t - 0.35))
     assert threshold == 0.35 and score == pytest.approx(1.0)
+
+
+def test_the_threshold_ceiling_equals_a_search_over_every_threshold():
+    from core.checks.ceiling import threshold_ceiling
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(60, int), np.ones(90, int)]
+    score = np.r_[rng.normal(0, 1, 60), rng.normal(1.5, 1, 90)]
+    ceiling = threshold_ceiling(binary_metrics(y, score, 0.5), min_sensitivity=0.9, min_specificity=0.8)
+    found = [binary_metrics(y, score, t) for t in np.r_[np.sort(score), np.inf]]
+    assert ceiling["exact"] and ceiling["best_accuracy"] == pytest.approx(max(m["accuracy"] for m in found), abs=1e-4)
+    at_spec = max(m["sensitivity"] for m in found if m["specificity"] >= 0.8)
+    assert ceiling["best_sensitivity_at_target_specificity"] == pytest.approx(at_spec, abs=1e-4)
+    both = any(m["sensitivity"] >= 0.9 and m["specificity"] >= 0.8 for m in found)
+    assert ceiling["a_threshold_meets_both"] == both
+
+
+def test_the_pneumonia_cards_ceiling_is_the_one_its_recorded_curve_gives():
+    from core.checks.ceiling import threshold_ceiling
+    from core.models.cards import list_cards
+
+    card = list_cards().get("pneumonia")
+    if card is None or "test_ceiling" not in card.findings:
+        pytest.skip("no pneumonia card with a test ceiling (python -m core.checks.ceiling pneumonia --update-card)")
+    recorded = card.findings["test_ceiling"]
+    again = threshold_ceiling(card.metrics["test"], recorded["target_sensitivity"], recorded["target_specificity"])
+    assert again == recorded, "rerun: python -m core.checks.ceiling pneumonia --update-card"
