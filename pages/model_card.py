@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.checks.ceiling import ceiling_sentence
+from core.checks.ceiling import CeilingError, card_ceiling, ceiling_sentence
 from core.checks.seeds import load_seed_study, seed_table
 from core.models.cards import WEIGHTS_DIR, transfer_table
 from core.models.efficientnet import imagenet_start_card
@@ -143,8 +143,11 @@ if detector:
 if card.findings.get("transfer"):
     st.markdown("**Transfer learning** — " + card.findings["transfer"])
 
-if card.findings.get("test_ceiling"):
-    ceiling = ceiling_sentence(card.findings["test_ceiling"])
+try:  # worked out from the card's test figures, so it is never staler than they are
+    ceiling = ceiling_sentence(card_ceiling(card))
+except CeilingError:  # not a two-class question with targets, not evaluated, or decided by a rule
+    ceiling = ""
+if ceiling:
     st.markdown("**The best any threshold could do on the test set** — " + ceiling)
 
 shortcut = card.findings.get("shortcut")

@@ -197,3 +197,13 @@ def test_pdf_report_is_a_pdf_with_its_images_and_the_notice(tiny_model):
     )  # fmt: skip
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Subtype /Image") >= 2
     assert len(pdf) > 2000
+
+
+def test_each_committed_rule_is_the_one_its_test_figures_were_measured_with():
+    """A card that decides yes/no by a rule records that rule, every key as the card has it, beside its test
+    figures (the evaluation once let its 0.5 cut on the decisions overwrite the rule's own threshold)."""
+    ruled = [card for card in list_cards().values() if "rule" in card.decision_rule and card.metrics.get("test")]
+    assert ruled or "mri-tumour" not in list_cards()
+    for card in ruled:
+        recorded = card.metrics["test"].get("decision_rule") or {}
+        assert {key: recorded.get(key) for key in card.decision_rule} == card.decision_rule, card.name

@@ -83,3 +83,23 @@ def test_keep_adds_recorded_runs_whose_cards_are_gone_run_by_run(tmp_path, capsy
     (tmp_path / "old.json").write_text(json.dumps(earlier))
     assert seeds.main(["--weights", str(weights), "--keep", str(tmp_path / "old.json"), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["groups"][0]["n_runs"] == 3 and "as recorded in" in capsys.readouterr().out
+
+
+def test_the_readme_tables_take_a_single_run_and_a_card_not_yet_evaluated():
+    from core.checks.deploy import transfer_markdown
+    from core.models.cards import transfer_table
+
+    deployed = _card("pneumonia", "imagenet", 1, 0.97)
+    deployed.training["deployed_from"] = "pneumonia-imagenet-s1"
+    committed = {"pneumonia-imagenet": _card("pneumonia-imagenet", "imagenet", 0, 0.96, deployed=False),
+                 "pneumonia": deployed}  # fmt: skip
+    result = seeds.seed_groups(committed, [_card("pneumonia-imagenet-s1", "imagenet", 1, 0.97)])
+    tables = seeds.seed_markdown(result, committed)
+    assert "seed 0 / 1 (in use)" in tables and "(2 runs)" in tables  # marked by the run's name
+    single = seeds.seed_markdown(seeds.seed_groups(committed, []), committed)
+    assert "(one run)" in single and "seed 0 |" in single
+    fresh = _card("pneumonia-scratch", "scratch", 0, 0.9, deployed=False)
+    fresh.metrics, fresh.sha256 = {}, "another network"  # trained, not yet evaluated
+    cards = {**committed, "pneumonia-scratch": fresh}
+    table = transfer_markdown(transfer_table(cards), cards)
+    assert "| pneumonia (–) | random (compact CNN) |  |" in table and table.count("–") >= 5

@@ -128,8 +128,19 @@ def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
     """The README's tables of the ImageNet start's seeds (`--readme-table`), from `weights/seeds.json`: each run in
     seed order (the one in use marked), then mean ± sample standard deviation; percentages' spread in points."""
 
-    def text(value: float, fmt: str) -> str:
+    def text(value: float | None, fmt: str) -> str:
+        if value is None:
+            return "–"
         return f"{100 * value:.1f}%" if fmt == "%" else fmt.format(value)
+
+    def spread(figure: dict[str, Any] | None, fmt: str) -> str:
+        if not figure:
+            return "–"
+        if figure.get("std") is None:
+            return f"{text(figure['mean'], fmt)} (one run)"
+        return f"{text(figure['mean'], fmt)} ± " + (
+            f"{100 * figure['std']:.1f}" if fmt == "%" else fmt.format(figure["std"])
+        )
 
     tables = []
     for columns in MARKDOWN_COLUMNS:
@@ -138,17 +149,16 @@ def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
             continue
         lines = ["| ImageNet start | " + " | ".join(c[0] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
         for group in groups:
-            order = sorted(range(group["n_runs"]), key=lambda i: group["seeds"][i])
+            order = sorted(range(group["n_runs"]), key=lambda i: (group["seeds"][i] is None, group["seeds"][i] or 0))
             deployed = cards.get(group["task"])
-            in_use = deployed.training.get("seed", 0) if deployed and deployed.variant == "imagenet" else None
-            seeds = [f"{group['seeds'][i]}" + (" (in use)" if group["seeds"][i] == in_use else "") for i in order]
-            runs = [" / ".join(text(group["figures"][key]["values"][i], fmt) for i in order) for _, key, fmt in columns]
-            lines.append(f"| `{group['task']}`, seed {' / '.join(seeds)} | " + " | ".join(runs) + " |")
-            spreads = []
+            in_use = deployed.training.get("deployed_from") if deployed else None  # the run's name, not its seed
+            seeds = [f"{group['seeds'][i]}" + (" (in use)" if group["runs"][i] == in_use else "") for i in order]
+            runs = []
             for _, key, fmt in columns:
-                figure = group["figures"][key]
-                spread = f"{100 * figure['std']:.1f}" if fmt == "%" else fmt.format(figure["std"])
-                spreads.append(f"{text(figure['mean'], fmt)} ± {spread}")
+                values = group["figures"].get(key, {}).get("values")
+                runs.append(" / ".join(text(values[i], fmt) for i in order) if values else "–")
+            lines.append(f"| `{group['task']}`, seed {' / '.join(seeds)} | " + " | ".join(runs) + " |")
+            spreads = [spread(group["figures"].get(key), fmt) for _, key, fmt in columns]
             lines.append(f"| `{group['task']}`, mean ± std ({group['n_runs']} runs) | " + " | ".join(spreads) + " |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
