@@ -15,6 +15,7 @@ from pages.shared.widgets import (
     gate_allows,
     model_call,
     model_cards,
+    notice,
     report_button,
     require_image,
     source_warning,
@@ -80,6 +81,9 @@ with right:
             f"**{prediction.threshold:.0%}** ({card.threshold_method}). Here P({positive}) = {p:.1%}, {verdict} "
             f"that point, so the answer is **{prediction.label}**."
         )
+    caveat = card.answer_caveat(prediction.label)
+    if caveat:
+        notice(caveat)  # on the page and in its PDF
     figure = go.Figure(
         go.Bar(
             x=[prediction.probabilities[c] for c in prediction.classes],

@@ -468,3 +468,16 @@ def test_the_shipped_demo_set_shows_a_tumour_mask_and_a_childs_pneumonia():
     at.button(key="load_sample").click().run()
     at = visit(at, "pages/prediction.py")
     assert "The image looks like a chest X-ray" in all_text(at) and "Model answer: PNEUMONIA" in all_text(at)
+
+
+@pytest.mark.skipif("pneumonia" not in list_cards(), reason="no committed pneumonia model in weights/")
+def test_an_answer_its_test_set_often_got_wrong_carries_that_figure_on_the_page_and_in_the_pdf():
+    card = list_cards()["pneumonia"]
+    path = sorted(data_path("chest_xray", "test", "PNEUMONIA").glob("*bacteria*.jpeg"))[0]
+    at = past_gate(visit(upload(start(), path.name, path.read_bytes(), "image/jpeg"), "pages/prediction.py"))
+    answer = next(m for m in at.metric if m.label == "Model answer").value
+    caveat = card.answer_caveat(answer)
+    warnings = [w.value for w in at.warning]
+    assert (caveat in warnings) if caveat else not any("held-out test set this model answered" in w for w in warnings)
+    if caveat:
+        assert "may be a false alarm" in pdf_text(at.session_state["report_pdf"][1]).replace("\n", " ")

@@ -207,3 +207,16 @@ def test_each_committed_rule_is_the_one_its_test_figures_were_measured_with():
     for card in ruled:
         recorded = card.metrics["test"].get("decision_rule") or {}
         assert {key: recorded.get(key) for key in card.decision_rule} == card.decision_rule, card.name
+
+
+def test_an_answer_gets_a_caveat_only_where_its_test_figure_is_low(tmp_path):
+    card = make_model(tmp_path)
+    card.classes, card.positive_class = ["NORMAL", "PNEUMONIA"], "PNEUMONIA"
+    card.metrics = {"test": {"confusion_matrix": [[165, 69], [5, 385]]}}  # specificity 70.5%, sensitivity 98.7%
+    caveat = card.answer_caveat("PNEUMONIA")
+    assert caveat and "69 of 234 NORMAL images (29%; specificity 70.5%)" in caveat and "false alarm" in caveat
+    assert card.answer_caveat("NORMAL") is None
+    card.metrics = {"test": {"confusion_matrix": [[230, 4], [60, 330]]}}  # sensitivity 84.6%
+    assert "missed case" in card.answer_caveat("NORMAL") and card.answer_caveat("PNEUMONIA") is None
+    card.metrics = {}
+    assert card.answer_caveat("PNEUMONIA") is None  # not evaluated: nothing to say

@@ -23,6 +23,11 @@ class InputSpec:
     value_range: tuple[float, float] = (0.0, 1.0)
 
 
+#: A two-class model's answer gets a caveat when the test figure behind it (specificity for a positive answer,
+#: sensitivity for a negative one) is below this.
+CAVEAT_BELOW = 0.90
+
+
 @dataclass
 class ModelCard:
     """Everything the app and the CLIs need to know about one model."""
@@ -71,6 +76,28 @@ class ModelCard:
     @property
     def positive_index(self) -> int | None:
         return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
+
+    def answer_caveat(self, label: str) -> str | None:
+        """For a two-class model, what its held-out test set says about an answer like `label` when that answer
+        was wrong often there (a positive answer when specificity is below `CAVEAT_BELOW`, a negative one when
+        sensitivity is); None otherwise."""
+        test = self.metrics.get("test", {})
+        matrix = test.get("confusion_matrix")
+        if len(self.classes) != 2 or not self.positive_class or not matrix:
+            return None
+        (tn, fp), (fn, tp) = matrix
+        negative = next(c for c in self.classes if c != self.positive_class)
+        if label == self.positive_class and tn + fp and tn / (tn + fp) < CAVEAT_BELOW:
+            wrong, of, truth, figure, kind = fp, tn + fp, negative, tn / (tn + fp), "a false alarm"
+        elif label == negative and tp + fn and tp / (tp + fn) < CAVEAT_BELOW:
+            wrong, of, truth, figure, kind = fn, tp + fn, self.positive_class, tp / (tp + fn), "a missed case"
+        else:
+            return None
+        measure = "specificity" if label == self.positive_class else "sensitivity"
+        return (
+            f"On its held-out test set this model answered **{label}** for {wrong} of {of} {truth} images "
+            f"({wrong / of:.0%}; {measure} {figure:.1%}). A {label} answer here may be {kind}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
