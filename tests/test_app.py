@@ -480,4 +480,4 @@ def test_an_answer_its_test_set_often_got_wrong_carries_that_figure_on_the_page_
     warnings = [w.value for w in at.warning]
     assert (caveat in warnings) if caveat else not any("held-out test set this model answered" in w for w in warnings)
     if caveat:
-        assert "may be a false alarm" in pdf_text(at.session_state["report_pdf"][1]).replace("\n", " ")
+        assert "answer here may be wrong" in pdf_text(at.session_state["report_pdf"][1]).replace("\n", " ")

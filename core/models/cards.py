@@ -23,9 +23,8 @@ class InputSpec:
     value_range: tuple[float, float] = (0.0, 1.0)
 
 
-#: A two-class model's answer gets a caveat when the test figure behind it (specificity for a positive answer,
-#: sensitivity for a negative one) is below this.
-CAVEAT_BELOW = 0.90
+#: An answer gets a caveat when at least this share of another class's test images got it.
+CAVEAT_SHARE = 0.10
 
 
 @dataclass
@@ -78,25 +77,27 @@ class ModelCard:
         return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
 
     def answer_caveat(self, label: str) -> str | None:
-        """For a two-class model, what its held-out test set says about an answer like `label` when that answer
-        was wrong often there (a positive answer when specificity is below `CAVEAT_BELOW`, a negative one when
-        sensitivity is); None otherwise."""
+        """What the held-out test set says about an answer `label`, when it was often wrong there: each other
+        class of which at least `CAVEAT_SHARE` of the test images got this answer (for two classes: a positive
+        answer below 90% specificity, a negative one below 90% sensitivity); None otherwise."""
         test = self.metrics.get("test", {})
-        matrix = test.get("confusion_matrix")
-        if len(self.classes) != 2 or not self.positive_class or not matrix:
+        matrix = test.get("confusion_matrix")  # rows = true class, columns = answer
+        order = list(test.get("classes") or self.classes)
+        if len(order) == 2 and self.positive_class in order:  # two classes: rows and columns are (negative, positive)
+            order = [c for c in order if c != self.positive_class] + [self.positive_class]
+        if not matrix or label not in order or len(matrix) != len(order):
             return None
-        (tn, fp), (fn, tp) = matrix
-        negative = next(c for c in self.classes if c != self.positive_class)
-        if label == self.positive_class and tn + fp and tn / (tn + fp) < CAVEAT_BELOW:
-            wrong, of, truth, figure, kind = fp, tn + fp, negative, tn / (tn + fp), "a false alarm"
-        elif label == negative and tp + fn and tp / (tp + fn) < CAVEAT_BELOW:
-            wrong, of, truth, figure, kind = fn, tp + fn, self.positive_class, tp / (tp + fn), "a missed case"
-        else:
+        answered = order.index(label)
+        shares = []
+        for row, truth in enumerate(order):
+            total, wrong = sum(matrix[row]), matrix[row][answered]
+            if truth != label and total and wrong / total >= CAVEAT_SHARE:
+                shares.append(f"{wrong} of {total} {truth} images ({wrong / total:.0%})")
+        if not shares:
             return None
-        measure = "specificity" if label == self.positive_class else "sensitivity"
         return (
-            f"On its held-out test set this model answered **{label}** for {wrong} of {of} {truth} images "
-            f"({wrong / of:.0%}; {measure} {figure:.1%}). A {label} answer here may be {kind}."
+            f"On its held-out test set this model answered **{label}** for {' and '.join(shares)}. "
+            f"A {label} answer here may be wrong."
         )
 
     def to_dict(self) -> dict[str, Any]:
