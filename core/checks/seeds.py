@@ -125,8 +125,9 @@ MARKDOWN_COLUMNS: list[list[tuple[str, str, str]]] = [
 
 
 def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
-    """The README's tables of the ImageNet start's seeds (`--readme-table`), from `weights/seeds.json`: each run in
-    seed order (the one in use marked), then mean ± sample standard deviation; percentages' spread in points."""
+    """The README's tables of the starts run with more than one seed (`--readme-table`), from `weights/seeds.json`:
+    each run in seed order (the one in use marked), then mean ± sample standard deviation; percentages' spread in
+    points."""
 
     def text(value: float | None, fmt: str) -> str:
         if value is None:
@@ -137,17 +138,17 @@ def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
         if not figure:
             return "–"
         if figure.get("std") is None:
-            return f"{text(figure['mean'], fmt)} (one run)"
+            return text(figure["mean"], fmt)
         return f"{text(figure['mean'], fmt)} ± " + (
             f"{100 * figure['std']:.1f}" if fmt == "%" else fmt.format(figure["std"])
         )
 
     tables = []
     for columns in MARKDOWN_COLUMNS:
-        groups = [g for g in study.get("groups", []) if g["variant"] == "imagenet" and columns[0][1] in g["figures"]]
+        groups = [g for g in study.get("groups", []) if g["n_runs"] > 1 and columns[0][1] in g["figures"]]
         if not groups:
             continue
-        lines = ["| ImageNet start | " + " | ".join(c[0] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+        lines = ["| start, runs | " + " | ".join(c[0] for c in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
         for group in groups:
             order = sorted(range(group["n_runs"]), key=lambda i: (group["seeds"][i] is None, group["seeds"][i] or 0))
             deployed = cards.get(group["task"])
@@ -157,9 +158,10 @@ def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
             for _, key, fmt in columns:
                 values = group["figures"].get(key, {}).get("values")
                 runs.append(" / ".join(text(values[i], fmt) for i in order) if values else "–")
-            lines.append(f"| `{group['task']}`, seed {' / '.join(seeds)} | " + " | ".join(runs) + " |")
+            where = f"`{group['task']}`, {group['start']}"
+            lines.append(f"| {where}, seed {' / '.join(seeds)} | " + " | ".join(runs) + " |")
             spreads = [spread(group["figures"].get(key), fmt) for _, key, fmt in columns]
-            lines.append(f"| `{group['task']}`, mean ± std ({group['n_runs']} runs) | " + " | ".join(spreads) + " |")
+            lines.append(f"| {where}, mean ± std ({group['n_runs']} runs) | " + " | ".join(spreads) + " |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
 
