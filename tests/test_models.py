@@ -214,15 +214,23 @@ def test_an_answer_gets_a_caveat_only_where_its_test_set_often_got_it_wrong(tmp_
     card.classes, card.positive_class = ["NORMAL", "PNEUMONIA"], "PNEUMONIA"
     card.metrics = {"test": {"confusion_matrix": [[165, 69], [5, 385]]}}  # specificity 70.5%, sensitivity 98.7%
     caveat = card.answer_caveat("PNEUMONIA")
-    assert caveat and "for 69 of 234 NORMAL images (29%)" in caveat
-    assert card.answer_caveat("NORMAL") is None
+    assert caveat and "of the 234 NORMAL images it answered **PNEUMONIA** for 69 (29%)" in caveat
+    assert card.answer_caveat("NORMAL") is None and card.answer_caveat("VIRAL") is None  # a label it does not have
     card.metrics = {"test": {"confusion_matrix": [[230, 4], [60, 330]]}}  # sensitivity 84.6%
-    assert "60 of 390 PNEUMONIA images (15%)" in card.answer_caveat("NORMAL")
+    assert "of the 390 PNEUMONIA images it answered **NORMAL** for 60 (15%)" in card.answer_caveat("NORMAL")
     assert card.answer_caveat("PNEUMONIA") is None
+    card.metrics = {"test": {"confusion_matrix": [[90, 10], [0, 0]]}}  # exactly 10%; no PNEUMONIA images at all
+    assert "for 10 (10%)" in card.answer_caveat("PNEUMONIA") and card.answer_caveat("NORMAL") is None
+    card.classes = ["PNEUMONIA", "NORMAL"]  # positive listed first: the matrix is still (negative, positive)
+    card.metrics = {"test": {"confusion_matrix": [[165, 69], [5, 385]]}}
+    assert "of the 234 NORMAL images" in card.answer_caveat("PNEUMONIA")
     card.classes, card.positive_class = ["NORMAL", "BACTERIAL", "VIRAL"], None
-    card.metrics = {"test": {"confusion_matrix": [[166, 14, 54], [2, 217, 23], [0, 17, 131]]}}
-    assert "for 54 of 234 NORMAL images (23%)." in card.answer_caveat("VIRAL")  # 23 of 242 bacterial: 9.5%, left out
-    assert "for 17 of 148 VIRAL images (11%)." in card.answer_caveat("BACTERIAL")
+    matrix = [[166, 14, 54], [2, 217, 23], [0, 17, 131]]
+    card.metrics = {"test": {"confusion_matrix": matrix, "classes": ["NORMAL", "BACTERIAL", "VIRAL"]}}
+    assert "of the 234 NORMAL images it answered **VIRAL** for 54 (23%)." in card.answer_caveat("VIRAL")  # 23/242 not
+    assert "of the 148 VIRAL images it answered **BACTERIAL** for 17 (11%)." in card.answer_caveat("BACTERIAL")
     assert card.answer_caveat("NORMAL") is None  # 14 of 242 bacterial (6%) at most
+    card.metrics = {"test": {"confusion_matrix": [[1, 2], [3, 4]], "classes": ["NORMAL", "BACTERIAL", "VIRAL"]}}
+    assert card.answer_caveat("VIRAL") is None  # a matrix that does not fit its classes: nothing to say
     card.metrics = {}
-    assert card.answer_caveat("VIRAL") is None  # not evaluated: nothing to say
+    assert card.answer_caveat("VIRAL") is None  # not evaluated

@@ -79,26 +79,28 @@ class ModelCard:
     def answer_caveat(self, label: str) -> str | None:
         """What the held-out test set says about an answer `label`, when it was often wrong there: each other
         class of which at least `CAVEAT_SHARE` of the test images got this answer (for two classes: a positive
-        answer below 90% specificity, a negative one below 90% sensitivity); None otherwise."""
+        answer at 90% specificity or below, a negative one at 90% sensitivity or below); None otherwise."""
         test = self.metrics.get("test", {})
         matrix = test.get("confusion_matrix")  # rows = true class, columns = answer
-        order = list(test.get("classes") or self.classes)
-        if len(order) == 2 and self.positive_class in order:  # two classes: rows and columns are (negative, positive)
-            order = [c for c in order if c != self.positive_class] + [self.positive_class]
-        if not matrix or label not in order or len(matrix) != len(order):
+        if test.get("classes"):  # a multi-class evaluation names its order
+            order = list(test["classes"])
+        elif len(self.classes) == 2 and self.positive_class in self.classes:  # two classes: (negative, positive)
+            order = [c for c in self.classes if c != self.positive_class] + [self.positive_class]
+        else:
+            order = list(self.classes)
+        if not matrix or label not in order or len(matrix) != len(order) or any(len(r) != len(order) for r in matrix):
             return None
         answered = order.index(label)
         shares = []
         for row, truth in enumerate(order):
             total, wrong = sum(matrix[row]), matrix[row][answered]
             if truth != label and total and wrong / total >= CAVEAT_SHARE:
-                shares.append(f"{wrong} of {total} {truth} images ({wrong / total:.0%})")
+                shares.append(
+                    f"of the {total} {truth} images it answered **{label}** for {wrong} ({wrong / total:.0%})"
+                )
         if not shares:
             return None
-        return (
-            f"On its held-out test set this model answered **{label}** for {' and '.join(shares)}. "
-            f"A {label} answer here may be wrong."
-        )
+        return f"On its held-out test set, {'; '.join(shares)}. A {label} answer here may be wrong."
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
