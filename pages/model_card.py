@@ -65,11 +65,7 @@ if test:
         )
     if "confusion_matrix" in test:
         left, right = st.columns(2)
-        labels = test.get("classes") or (
-            [next(c for c in card.classes if c != card.positive_class), card.positive_class]
-            if card.positive_class
-            else card.classes
-        )
+        labels = card.confusion_classes()
         matrix = test["confusion_matrix"]
         heat = go.Figure(
             go.Heatmap(z=matrix, x=labels, y=labels, text=matrix, texttemplate="%{text}", colorscale="Blues",

@@ -124,32 +124,31 @@ def transfer_markdown(rows: list[dict[str, Any]], cards: dict[str, ModelCard]) -
     """The transfer-learning table as the README shows it, from the cards' figures (`--readme-table`): a start
     run more than once for a task names each row's seed; a figure not measured yet shows as "–"."""
 
-    def shown(value: float | None, fmt: str, row: dict[str, Any], key: str) -> str:
+    def shown(value: float | None, fmt: str, interval: list[float] | None = None) -> str:
         if value is None:
             return "–"
-        low_high = row["test_ci95"].get(key)
-        return fmt.format(value) + (f" ({fmt.format(low_high[0])}–{fmt.format(low_high[1])})" if low_high else "")
+        return fmt.format(value) + (f" ({fmt.format(interval[0])}–{fmt.format(interval[1])})" if interval else "")
 
     lines = [TRANSFER_HEADER]
     for row in rows:
-        card = cards[row["model"]]
+        card, ci95 = cards[row["model"]], row["test_ci95"]
         start = f"{row['start']} ({row['network']})"
         if sum(other["task"] == row["task"] and other["variant"] == row["variant"] for other in rows) > 1:
             start += f", seed {card.training.get('seed', 0)}"
         n = card.metrics.get("test", {}).get("n", "–")
         if row["validation_macro_f1"] is not None or row["test_macro_f1"] is not None:
-            validation = shown(row["validation_macro_f1"], "macro-F1 {:.3f}", {"test_ci95": {}}, "")
-            score = shown(row["test_macro_f1"], "{:.3f}", row, "macro_f1")
+            validation = shown(row["validation_macro_f1"], "macro-F1 {:.3f}")
+            score = shown(row["test_macro_f1"], "{:.3f}", ci95.get("macro_f1"))
             score = score if score == "–" else "macro-F1 " + score
         else:
-            validation = shown(row["validation_auc"], "AUC {:.4f}", {"test_ci95": {}}, "")
-            score = shown(row["test_auc"], "{:.3f}", row, "auc")
+            validation = shown(row["validation_auc"], "AUC {:.4f}")
+            score = shown(row["test_auc"], "{:.3f}", ci95.get("auc"))
             score = score if score == "–" else "AUC " + score
         sensitivity, specificity = row["test_sensitivity"], row["test_specificity"]
         rates = "–" if sensitivity is None or specificity is None else f"{sensitivity:.1%} / {specificity:.1%}"
         subtypes = row["test_auc_bacterial_vs_viral"]
         cells = [f"{row['task']} ({n})", start, "**yes**" if row["deployed"] else "", str(row["epochs"] or "–"),
-                 validation, shown(row["test_accuracy"], "{:.1%}", row, "accuracy"), score, rates,
+                 validation, shown(row["test_accuracy"], "{:.1%}", ci95.get("accuracy")), score, rates,
                  "–" if subtypes is None else f"{subtypes:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -76,18 +76,22 @@ class ModelCard:
     def positive_index(self) -> int | None:
         return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
 
+    def confusion_classes(self) -> list[str]:
+        """The class order of the test confusion matrix: as a multi-class evaluation names it, else (negative,
+        positive) for a two-class model (`binary_metrics`), else the card's classes."""
+        test = self.metrics.get("test", {})
+        if test.get("classes"):
+            return list(test["classes"])
+        if len(self.classes) == 2 and self.positive_class in self.classes:
+            return [c for c in self.classes if c != self.positive_class] + [self.positive_class]
+        return list(self.classes)
+
     def answer_caveat(self, label: str) -> str | None:
         """What the held-out test set says about an answer `label`, when it was often wrong there: each other
         class of which at least `CAVEAT_SHARE` of the test images got this answer (for two classes: a positive
         answer at 90% specificity or below, a negative one at 90% sensitivity or below); None otherwise."""
-        test = self.metrics.get("test", {})
-        matrix = test.get("confusion_matrix")  # rows = true class, columns = answer
-        if test.get("classes"):  # a multi-class evaluation names its order
-            order = list(test["classes"])
-        elif len(self.classes) == 2 and self.positive_class in self.classes:  # two classes: (negative, positive)
-            order = [c for c in self.classes if c != self.positive_class] + [self.positive_class]
-        else:
-            order = list(self.classes)
+        matrix = self.metrics.get("test", {}).get("confusion_matrix")  # rows = true class, columns = answer
+        order = self.confusion_classes()
         if not matrix or label not in order or len(matrix) != len(order) or any(len(r) != len(order) for r in matrix):
             return None
         answered = order.index(label)
