@@ -6,13 +6,17 @@ best *validation* score (AUC for two classes, macro-F1 otherwise; a tie goes to 
 copied to the task's name (``covid.keras`` + ``covid.json``), which is what the app and the
 evaluation CLI load. The test set plays no part in the choice. The variants keep their own cards
 (marked not deployed) for the comparison table on the Model card page.
+
+With ``--by-start-mean TRAINING_FOLDER``, the candidates are runs of two or more starts (seeds of each): the start
+whose runs have the higher mean validation score wins, and the mean of its runs (one network, its temperature and
+threshold fitted on the same validation patients) becomes the task's model.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +73,56 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
     deployed.save(Path(weights_dir) / f"{task}.json")
     print(f"deployed {best.name} as {task}: " + deployed.training["selection"])
     return deployed
+
+
+def start_means(cards: Sequence[ModelCard]) -> dict[str, list[float]]:
+    """The runs' validation scores (AUC for two classes, macro-F1 otherwise) by start (`ModelCard.variant`)."""
+    scores: dict[str, list[float]] = {}
+    for card in cards:
+        scores.setdefault(card.variant, []).append(validation_score(card))
+    return scores
+
+
+def deploy_best_start_mean(
+    candidates: Sequence[str], data_dir: Path, weights_dir: Path = WEIGHTS_DIR, log: Callable[[str], None] = print
+) -> ModelCard:
+    """Of runs of one task from two or more starts (two or more runs each, by card path or name), the start whose
+    runs have the higher *mean* validation score wins (a tie keeps the start in use), and the mean of its runs'
+    logits (`core.training.ensemble`) becomes the task's model. The test set plays no part."""
+    from core.models.cards import STARTS
+    from core.training.ensemble import average_classifiers
+
+    cards = [candidate_card(candidate, weights_dir) for candidate in candidates]
+    tasks = {card.task for card in cards}
+    if len(tasks) != 1:
+        raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
+    task = tasks.pop()
+    scores = start_means(cards)
+    if len(scores) < 2 or min(len(runs) for runs in scores.values()) < 2:
+        counts = {variant: len(runs) for variant, runs in scores.items()}
+        raise SystemExit(f"give two or more runs of each of two or more starts, got {counts}")
+    in_use_card = Path(weights_dir) / f"{task}.json"
+    in_use = ModelCard.load(in_use_card).variant if in_use_card.exists() else ""
+    means = {variant: sum(runs) / len(runs) for variant, runs in scores.items()}
+    winner = max(means, key=lambda variant: (means[variant], variant == in_use))
+    metric = "AUC" if len(cards[0].classes) == 2 else "macro-F1"
+    by_start = "; ".join(
+        f"{STARTS.get(variant, (variant,))[0]} {means[variant]:.4f} (mean of "
+        + ", ".join(f"{card.name} {validation_score(card):.4f}" for card in cards if card.variant == variant)
+        + ")"
+        for variant in scores
+    )
+    selection = (
+        f"the start with the higher mean validation {metric} over its runs ({by_start}); its runs' logits averaged "
+        "(the test set played no part)"
+    )
+    log(f"{task}: {selection}")
+    ensemble = average_classifiers([card for card in cards if card.variant == winner], data_dir, weights_dir, task,
+                                   selection, log)  # fmt: skip
+    ensemble.deployed = True
+    ensemble.training["deployed_from"] = [card.name for card in cards if card.variant == winner]
+    ensemble.save()
+    return ensemble
 
 
 def transfer_sentence(rows: Sequence[dict]) -> str:
@@ -167,9 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--readme-table", action="store_true",
                         help="print the README's transfer-learning table (Markdown) from the cards")  # fmt: skip
+    parser.add_argument("--by-start-mean", type=Path, default=None, metavar="TRAINING_DATA",
+                        help="deploy the mean of the runs of the start with the best mean validation score "
+                             "(candidates: runs of two or more starts; the value: their training folder)")  # fmt: skip
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
-    if args.candidates:
+    if args.candidates and args.by_start_mean is not None:
+        deploy_best_start_mean(args.candidates, args.by_start_mean, args.weights)
+    elif args.candidates:
         deploy(args.candidates, args.weights)
     if args.transfer_findings:
         write_transfer_findings(args.weights)

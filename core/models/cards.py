@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,28 @@ class ModelCard:
         except (OSError, json.JSONDecodeError) as error:
             raise ModelCardError(f"Model card {path} cannot be read: {error}") from None
         return cls.from_dict(raw, path=Path(path))
+
+
+def member_file(name: str, index: int) -> str:
+    """The file of an ensemble's member `index`: NAME.keras for the first, NAME.mK.keras for the others."""
+    return f"{name}.m{index}.keras" if index else f"{name}.keras"
+
+
+def write_members(cards: Sequence[ModelCard], members: list[dict], out_dir: Path) -> ModelCard:
+    """Copy the members' networks into `out_dir` (NAME.keras, NAME.m1.keras, ...) and return the ensemble's card
+    (the first member's, listing the others with their sha256); the caller fills in how it decides."""
+    first = cards[0]
+    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for member, payload in zip(members, payloads, strict=True):
+        (out_dir / member["weights"]).write_bytes(payload)
+    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
+    ensemble.weights = members[0]["weights"]
+    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
+    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
+    ensemble.findings = {}
+    return ensemble
 
 
 def remove_stale_members(card: ModelCard, folder: Path) -> list[Path]:

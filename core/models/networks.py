@@ -11,6 +11,7 @@ from typing import Any
 from core.models.efficientnet import CHEST_BLOCKS, IMAGENET_WEIGHTS, assign_weights, build_lite0, load_weights_npz
 
 LAST_CONV = "last_conv"
+ENSEMBLE_FEATURES = "ensemble_features"  # a merged classifier ensemble's CAM layer (`merged_classifier`)
 
 
 def build_classifier(
@@ -179,3 +180,58 @@ def average_of(networks: Sequence[Any], name: str = "ensemble"):
     inputs = keras.Input(networks[0].input_shape[1:], name="image")
     outputs = [keras.Model(net.input, net.output, name=f"member{i}")(inputs) for i, net in enumerate(networks)]
     return keras.Model(inputs, keras.layers.Average(name="mean")(outputs), name=name)
+
+
+def is_pooled_classifier(network: Any) -> bool:
+    """Whether `network` ends in global average pooling (``gap``) and a dense ``logits`` layer, as every chest
+    classifier here does (the compact CNN, Lite0, a segmenter's encoder): what `merged_classifier` needs."""
+    names = {layer.name for layer in network.layers}
+    return {"gap", "logits"} <= names and type(network.get_layer("logits")).__name__ == "Dense"
+
+
+def merged_classifier(networks: Sequence[Any], name: str = "ensemble"):
+    """One flat network whose logits are the mean of `networks`' logits (classifiers with the same input and
+    classes, each ending in ``gap`` -> dropout -> dense ``logits``): each member's layers up to its pooling, copied
+    with their weights under the prefix ``m{i}_``; their last feature maps concatenated (``ensemble_features``, the
+    CAM layer: Grad-CAM of the mean is then one map over every member's channels); one pooling; and a dense layer
+    holding every member's weights divided by their number. Pooling and the dense layer are linear and dropout
+    is off at inference, so the logits equal the mean of the members' exactly (up to float rounding). Flat, unlike
+    `average_of`, so Grad-CAM and tf-keras-vis read it like any other classifier."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    if len(networks) < 2 or not all(is_pooled_classifier(network) for network in networks):
+        raise ValueError("merged_classifier needs two or more classifiers ending in 'gap' and a dense 'logits'")
+    inputs = keras.Input(networks[0].input_shape[1:], name="image")
+    features, kernels, biases = [], [], []
+    for index, network in enumerate(networks):
+        prefix = f"m{index}_"
+        trunk = keras.Model(network.input, network.get_layer("gap").input)
+        copy = keras.models.clone_model(trunk, input_tensors=inputs, clone_function=_renamed(prefix))
+        for layer in trunk.layers:
+            if layer.weights:
+                copy.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+        features.append(copy.output)
+        kernel, bias = network.get_layer("logits").get_weights()
+        kernels.append(kernel)
+        biases.append(bias)
+    if len({kernel.shape[1] for kernel in kernels}) != 1:
+        raise ValueError("merged_classifier needs networks with the same classes")
+    x = layers.Concatenate(name=ENSEMBLE_FEATURES)(features)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    dense = layers.Dense(kernels[0].shape[1], name="logits")
+    outputs = dense(x)
+    dense.set_weights([np.concatenate(kernels) / len(kernels), np.mean(biases, axis=0)])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _renamed(prefix: str):
+    """A `clone_model` clone function: the same layer, fresh weights, its name behind `prefix`."""
+
+    def clone(layer):
+        config = layer.get_config()
+        config["name"] = prefix + layer.name
+        return layer.__class__.from_config(config)
+
+    return clone

@@ -91,9 +91,12 @@ class ScanModel:
         networks = [keras.models.load_model(path, compile=False, safe_mode=True) for path, _ in files]
         if len(networks) == 1:
             return cls(card, networks[0])
-        from core.models.networks import average_of
+        from core.models.networks import average_of, is_pooled_classifier, merged_classifier
 
-        return cls(card, average_of(networks, name=card.name.replace("-", "_")))
+        name = card.name.replace("-", "_")
+        if all(is_pooled_classifier(network) for network in networks):  # one flat network: Grad-CAM reads it
+            return cls(card, merged_classifier(networks, name=name))
+        return cls(card, average_of(networks, name=name))
 
     def prepare(self, image: LoadedImage | np.ndarray, frame: int = 0) -> np.ndarray:
         """Preprocess one image into the network's (H, W, C) float32 input."""

@@ -124,6 +124,34 @@ def chest_preprocessing(size: int) -> list[dict[str, Any]]:
 CLASSIFIER_ARCHITECTURES = ("cnn", "lite0-imagenet", "lite0-scratch")
 
 
+def development_split(
+    task_name: str,
+    data_dir: Path,
+    split_seed: int,
+    validation_fraction: float = 0.15,
+    seed: int = 0,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation) of a task's training folder, split by patient with `split_seed` after the task's
+    held-out test part (if any) is set aside; `limit` draws a subset with `seed` (smoke runs). The same call
+    gives the same validation patients to every run, and to an ensemble of runs (`core.training.ensemble`)."""
+    task = CLASSIFIER_TASKS[task_name]
+    samples = task.list_samples(Path(data_dir))
+    if task.holdout is not None:
+        samples, held_out = task.holdout(samples, seed)
+        log(f"{len(held_out)} images held out as the test part; {len(samples)} left for training and validation")
+    if limit:
+        rng = np.random.default_rng(seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False))]
+    train, validation = split_by_patient(samples, validation_fraction, split_seed)
+    log(
+        f"{task_name}: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
+        f"train {len(train)} / validation {len(validation)} images (split by patient, seed {split_seed})"
+    )
+    return train, validation
+
+
 def train_classifier(
     task_name: str,
     data_dir: Path,
@@ -159,19 +187,8 @@ def train_classifier(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    samples = task.list_samples(Path(data_dir))
-    if task.holdout is not None:
-        samples, held_out = task.holdout(samples, seed)
-        log(f"{len(held_out)} images held out as the test part; {len(samples)} left for training and validation")
-    if limit:
-        rng = np.random.default_rng(seed)
-        samples = [samples[i] for i in sorted(rng.choice(len(samples), size=min(limit, len(samples)), replace=False))]
     split_seed = seed if split_seed is None else split_seed
-    train, validation = split_by_patient(samples, validation_fraction, split_seed)
-    log(
-        f"{task_name}: {len(samples)} images, {len({s.patient for s in samples})} patients -> "
-        f"train {len(train)} / validation {len(validation)} images (split by patient, seed {split_seed})"
-    )
+    train, validation = development_split(task_name, data_dir, split_seed, validation_fraction, seed, limit, log)
 
     name = name or task.name
     card = ModelCard(

@@ -11,7 +11,7 @@ import numpy as np
 
 from core.checks.metrics import dice
 from core.data.ct import list_ct
-from core.models.cards import ModelCard, remove_stale_members, sha256_of
+from core.models.cards import ModelCard, member_file, remove_stale_members, sha256_of, write_members
 from core.models.scan_model import ScanModel
 from core.training.ct import CtChoiceError, load_slices, member_network, refit_method, refit_validation, same_network
 from core.training.loops import choose_mask_settings
@@ -77,7 +77,7 @@ def ensemble_ct(
         log(f"member {index} (seed {card.training.get('seed')}): validation Dice {members[-1]['validation_dice']:.4f} "
             f"at its own settings, {at_ensemble:.4f} at the ensemble's")  # fmt: skip
     out_dir = Path(out_dir)
-    ensemble = _write_members(cards, members, out_dir)
+    ensemble = write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
     ensemble.threshold_method = (
         f"mask threshold and test-time flip maximising mean slice Dice of the {len(cards)} members' mean mask on the "
@@ -109,28 +109,6 @@ def _member_row(card: ModelCard, weights: str, at_ensemble: float, **how: object
     }
 
 
-def member_file(name: str, index: int) -> str:
-    """The file of an ensemble's member `index`: NAME.keras for the first, NAME.mK.keras for the others."""
-    return f"{name}.m{index}.keras" if index else f"{name}.keras"
-
-
-def _write_members(cards: Sequence[ModelCard], members: list[dict], out_dir: Path) -> ModelCard:
-    """Copy the members' networks into `out_dir` (NAME.keras, NAME.m1.keras, ...) and return the ensemble's card
-    (the first member's, listing the others with their sha256); the caller fills in how it decides."""
-    first = cards[0]
-    payloads = [card.weights_path.read_bytes() for card in cards]  # read all before writing (out may hold them)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for member, payload in zip(members, payloads, strict=True):
-        (out_dir / member["weights"]).write_bytes(payload)
-    ensemble = ModelCard.from_dict({**first.to_dict(), "members": []})
-    ensemble.weights = members[0]["weights"]
-    ensemble.sha256 = sha256_of(out_dir / ensemble.weights)
-    ensemble.members = [{"weights": m["weights"], "sha256": sha256_of(out_dir / m["weights"])} for m in members[1:]]
-    ensemble.findings = {}
-    return ensemble
-
-
 def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable[[str], None]) -> ModelCard:
     """The mean of refits of one validated model (every slice trained on, none held out): nothing is left to
     choose on, so the mask threshold and flip stay those of the model they repeat."""
@@ -151,7 +129,7 @@ def _ensemble_of_refits(cards: Sequence[ModelCard], out_dir: Path, log: Callable
     members = [{"weights": member_file(first.name, index), "seed": card.training.get("seed"),
                 "epochs_run": card.training.get("epochs_run"), "selection": card.training.get("selection", ""),
                 "command": card.training.get("command", "")} for index, card in enumerate(cards)]  # fmt: skip
-    ensemble = _write_members(cards, members, out_dir)
+    ensemble = write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = source["mask_threshold"], source["test_time_flip"]
     ensemble.threshold_method = refit_method(source, len(cards))
     seeds = ", ".join(str(member["seed"]) for member in members)
@@ -313,7 +291,7 @@ def _ensemble_of_folds(
             f"{len(held_out[fold])} held-out slices at its own settings, {at_ensemble:.4f} at the ensemble's"
         )
     out_dir = Path(out_dir)
-    ensemble = _write_members(cards, members, out_dir)
+    ensemble = write_members(cards, members, out_dir)
     ensemble.mask_threshold, ensemble.test_time_flip = threshold, flip
     predicted_by = "the one member" if repeats == 1 else f"the mean of the {repeats} members"
     of_folds = f"{plan['folds']}-fold cross-validation" + (f" run {repeats} times" if repeats > 1 else "")
