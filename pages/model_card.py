@@ -38,7 +38,9 @@ card = cards[name]
 st.subheader(card.title)
 st.markdown(card.description)
 if card.training.get("deployed_from"):
-    st.caption(f"In use: {card.training['deployed_from']}, chosen by {card.training['selection']}.")
+    source = card.training["deployed_from"]
+    runs = f"the mean of {', '.join(source)}" if isinstance(source, list) else source
+    st.caption(f"In use: {runs}, chosen by {card.training['selection']}.")
 
 test = card.metrics.get("test")
 validation = card.metrics.get("validation", {})

@@ -102,3 +102,21 @@ def test_the_readme_tables_take_a_single_run_and_a_card_not_yet_evaluated():
     cards = {**committed, "pneumonia-scratch": fresh}
     table = transfer_markdown(transfer_table(cards), cards)
     assert "| pneumonia (–) | random (compact CNN) |  |" in table and table.count("–") >= 5
+
+
+def test_the_readme_tables_name_the_runs_of_a_mean_in_use():
+    from core.checks.deploy import transfer_markdown
+    from core.models.cards import transfer_table
+
+    mean = _card("pneumonia", "imagenet", 1, 0.98)
+    mean.sha256, mean.members = "first run", [{"weights": "pneumonia.m1.keras", "sha256": "second run"}]
+    mean.training = {"deployed_from": ["pneumonia-imagenet-s1", "pneumonia-imagenet-s2"],
+                     "members": [{"seed": 1}, {"seed": 2}]}  # fmt: skip
+    committed = {"pneumonia-imagenet": _card("pneumonia-imagenet", "imagenet", 0, 0.96, deployed=False),
+                 "pneumonia": mean}  # fmt: skip
+    runs = [_card(f"pneumonia-imagenet-s{seed}", "imagenet", seed, 0.97, deployed=False) for seed in (1, 2)]
+    tables = seeds.seed_markdown(seeds.seed_groups(committed, runs), committed)
+    assert "seed 0 / 1 (in the mean in use) / 2 (in the mean in use) |" in tables and "(3 runs)" in tables
+    table = transfer_markdown(transfer_table(committed), committed)
+    assert "ImageNet (EfficientNet-Lite0), mean of seeds 1 / 2 | **yes** |" in table
+    assert "ImageNet (EfficientNet-Lite0), seed 0 |  |" in table

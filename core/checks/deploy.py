@@ -188,7 +188,8 @@ def transfer_markdown(rows: list[dict[str, Any]], cards: dict[str, ModelCard]) -
         card, ci95 = cards[row["model"]], row["test_ci95"]
         start = f"{row['start']} ({row['network']})"
         if sum(other["task"] == row["task"] and other["variant"] == row["variant"] for other in rows) > 1:
-            start += f", seed {card.training.get('seed', 0)}"
+            seeds = [str(member.get("seed")) for member in card.training.get("members", [])] if card.members else []
+            start += f", mean of seeds {' / '.join(seeds)}" if seeds else f", seed {card.training.get('seed', 0)}"
         n = card.metrics.get("test", {}).get("n", "–")
         if row["validation_macro_f1"] is not None or row["test_macro_f1"] is not None:
             validation = shown(row["validation_macro_f1"], "macro-F1 {:.3f}")

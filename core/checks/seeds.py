@@ -152,8 +152,10 @@ def seed_markdown(study: dict[str, Any], cards: dict[str, ModelCard]) -> str:
         for group in groups:
             order = sorted(range(group["n_runs"]), key=lambda i: (group["seeds"][i] is None, group["seeds"][i] or 0))
             deployed = cards.get(group["task"])
-            in_use = deployed.training.get("deployed_from") if deployed else None  # the run's name, not its seed
-            seeds = [f"{group['seeds'][i]}" + (" (in use)" if group["runs"][i] == in_use else "") for i in order]
+            source = deployed.training.get("deployed_from") if deployed else None  # run names, not seeds
+            mean = isinstance(source, list)
+            in_use, mark = (set(source), " (in the mean in use)") if mean else ({source}, " (in use)")
+            seeds = [f"{group['seeds'][i]}" + (mark if group["runs"][i] in in_use else "") for i in order]
             runs = []
             for _, key, fmt in columns:
                 values = group["figures"].get(key, {}).get("values")
