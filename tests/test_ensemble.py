@@ -101,7 +101,8 @@ def test_the_start_with_the_better_mean_validation_score_is_deployed_as_the_mean
     cards += [classifier.train_classifier("pneumonia", data, runs, name=f"pneumonia-finetuned-s{seed}", seed=seed,
                                           init_from=backbone.weights_path, **common) for seed in (1, 2)]  # fmt: skip
     means = {v: np.mean([validation_score(c) for c in cards if c.variant == v]) for v in ("scratch", "fine-tuned")}
-    winner = max(means, key=lambda variant: (means[variant], variant == "scratch"))
+    winner = "scratch" if round(means["scratch"], 4) >= round(means["fine-tuned"], 4) else "fine-tuned"  # tie: first
+    assert cards[0].data["split_seed"] == 0 and cards[0].data["validation_fraction"] == 0.15
 
     weights.mkdir()
     deployed = deploy_best_start_mean([str(card.path) for card in cards], data, weights, log=lambda _: None)
@@ -127,3 +128,34 @@ def test_the_start_with_the_better_mean_validation_score_is_deployed_as_the_mean
         average_classifiers([cards[0], cards[2]], data, tmp_path / "x", "mixed", "", log=lambda _: None)
     with pytest.raises(EnsembleError, match="seed"):
         average_classifiers([cards[0], cards[0]], data, tmp_path / "x", "same", "", log=lambda _: None)
+
+
+def test_the_start_with_the_higher_mean_wins_and_a_tie_keeps_the_start_in_use():
+    from core.checks.deploy import choose_start
+
+    assert choose_start({"imagenet": [0.80, 0.70], "fine-tuned": [0.76, 0.76, 0.77]}) == "fine-tuned"
+    assert choose_start({"imagenet": [0.95, 0.6], "fine-tuned": [0.76, 0.76]}) == "imagenet"  # a mean of 0.775
+    tie = {"fine-tuned": [0.8, 0.8, 0.8], "imagenet": [0.8, 0.8]}  # sum / 3 is 0.8000000000000002 in floats
+    assert choose_start(tie, in_use="imagenet") == "imagenet"
+    assert choose_start(tie) == "fine-tuned"  # no start in use among them: the first listed
+    assert choose_start({"imagenet": [0.80001, 0.8], "fine-tuned": [0.80004, 0.8]}, in_use="imagenet") == "imagenet"
+
+
+def test_the_validation_split_of_a_run_is_read_from_its_card():
+    from core.training.ensemble import EnsembleError, split_of
+
+    card = make_model_card_stub({"split_seed": 3, "validation_fraction": 0.2})
+    assert split_of(card) == (3, 0.2)
+    older = make_model_card_stub({"split": "test = 20% held out (seed 0); validation = 15% of the rest (seed 7); ..."})
+    assert split_of(older) == (7, 0.15)  # the validation clause's seed, not the test part's
+    kermany = make_model_card_stub({"split": "validation = 15% of patients (stratified, seed 0); no patient in both"})
+    assert split_of(kermany) == (0, 0.15)
+    with pytest.raises(EnsembleError, match="which seed"):
+        split_of(make_model_card_stub({"split": "by hand"}))
+
+
+def make_model_card_stub(data: dict) -> ModelCard:
+    from core.models.cards import InputSpec
+
+    return ModelCard(name="run", task="covid", title="t", modality="chest-xray", weights="run.keras",
+                     classes=["Normal", "COVID"], input=InputSpec(8, 8), preprocessing=[], data=data)  # fmt: skip

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.models.cards import WEIGHTS_DIR, ModelCard
+from core.models.cards import WEIGHTS_DIR, ModelCard, remove_stale_members, validation_key
 
 
 def validation_score(card: ModelCard) -> float:
     validation = card.metrics.get("validation", {})
-    key = "auc" if len(card.classes) == 2 else "macro_f1"
+    key = validation_key(card)
     if validation.get(key) is None:
         raise SystemExit(f"{card.name} has no validation {key} in its card")
     return float(validation[key])
@@ -71,6 +71,7 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
         + " (the test set played no part)",
     }
     deployed.save(Path(weights_dir) / f"{task}.json")
+    remove_stale_members(deployed, Path(weights_dir))  # one network replacing an ensemble: its other files go
     print(f"deployed {best.name} as {task}: " + deployed.training["selection"])
     return deployed
 
@@ -83,12 +84,22 @@ def start_means(cards: Sequence[ModelCard]) -> dict[str, list[float]]:
     return scores
 
 
+def choose_start(scores: dict[str, list[float]], in_use: str = "") -> str:
+    """The start whose runs have the higher mean score, the means compared at four decimals (as logged, so float
+    rounding never breaks a tie); a tie keeps the start `in_use`, else goes to the start listed first."""
+    means = {variant: round(sum(runs) / len(runs), 4) for variant, runs in scores.items()}
+    best = max(means.values())
+    tied = [variant for variant, mean in means.items() if mean == best]
+    return in_use if in_use in tied else tied[0]
+
+
 def deploy_best_start_mean(
     candidates: Sequence[str], data_dir: Path, weights_dir: Path = WEIGHTS_DIR, log: Callable[[str], None] = print
 ) -> ModelCard:
     """Of runs of one task from two or more starts (two or more runs each, by card path or name), the start whose
-    runs have the higher *mean* validation score wins (a tie keeps the start in use), and the mean of its runs'
-    logits (`core.training.ensemble`) becomes the task's model. The test set plays no part."""
+    runs have the higher *mean* validation score wins (`choose_start`), and the mean of its runs' logits
+    (`core.training.ensemble`) becomes the task's model. The test set plays no part. A speed condition that a rule
+    may add (the README's: the Prediction page under 150 ms p50) is checked apart, with `python -m core.bench`."""
     from core.models.cards import STARTS
     from core.training.ensemble import average_classifiers
 
@@ -97,20 +108,21 @@ def deploy_best_start_mean(
     if len(tasks) != 1:
         raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
     task = tasks.pop()
+    splits = {(card.data.get("split"), card.data.get("n_validation")) for card in cards}
+    if len(splits) != 1:
+        raise SystemExit(f"the runs were validated on different patients: {sorted(map(str, splits))}")
     scores = start_means(cards)
     if len(scores) < 2 or min(len(runs) for runs in scores.values()) < 2:
         counts = {variant: len(runs) for variant, runs in scores.items()}
         raise SystemExit(f"give two or more runs of each of two or more starts, got {counts}")
     in_use_card = Path(weights_dir) / f"{task}.json"
-    in_use = ModelCard.load(in_use_card).variant if in_use_card.exists() else ""
-    means = {variant: sum(runs) / len(runs) for variant, runs in scores.items()}
-    winner = max(means, key=lambda variant: (means[variant], variant == in_use))
-    metric = "AUC" if len(cards[0].classes) == 2 else "macro-F1"
+    winner = choose_start(scores, ModelCard.load(in_use_card).variant if in_use_card.exists() else "")
+    metric = "AUC" if validation_key(cards[0]) == "auc" else "macro-F1"
     by_start = "; ".join(
-        f"{STARTS.get(variant, (variant,))[0]} {means[variant]:.4f} (mean of "
+        f"{STARTS.get(variant, (variant,))[0]} {sum(runs) / len(runs):.4f} (mean of "
         + ", ".join(f"{card.name} {validation_score(card):.4f}" for card in cards if card.variant == variant)
         + ")"
-        for variant in scores
+        for variant, runs in scores.items()
     )
     selection = (
         f"the start with the higher mean validation {metric} over its runs ({by_start}); its runs' logits averaged "
@@ -187,9 +199,11 @@ def transfer_markdown(rows: list[dict[str, Any]], cards: dict[str, ModelCard]) -
     for row in rows:
         card, ci95 = cards[row["model"]], row["test_ci95"]
         start = f"{row['start']} ({row['network']})"
-        if sum(other["task"] == row["task"] and other["variant"] == row["variant"] for other in rows) > 1:
-            seeds = [str(member.get("seed")) for member in card.training.get("members", [])] if card.members else []
-            start += f", mean of seeds {' / '.join(seeds)}" if seeds else f", seed {card.training.get('seed', 0)}"
+        seeds = [str(member.get("seed")) for member in card.training.get("members", [])] if card.members else []
+        if seeds:
+            start += f", mean of seeds {' / '.join(seeds)}"
+        elif sum(other["task"] == row["task"] and other["variant"] == row["variant"] for other in rows) > 1:
+            start += f", seed {card.training.get('seed', 0)}"
         n = card.metrics.get("test", {}).get("n", "–")
         if row["validation_macro_f1"] is not None or row["test_macro_f1"] is not None:
             validation = shown(row["validation_macro_f1"], "macro-F1 {:.3f}")

@@ -144,6 +144,11 @@ class ModelCard:
         return cls.from_dict(raw, path=Path(path))
 
 
+def validation_key(card: ModelCard) -> str:
+    """The validation figure a classifier run is judged by: AUC for two classes, macro-F1 otherwise."""
+    return "auc" if len(card.classes) == 2 else "macro_f1"
+
+
 def member_file(name: str, index: int) -> str:
     """The file of an ensemble's member `index`: NAME.keras for the first, NAME.mK.keras for the others."""
     return f"{name}.m{index}.keras" if index else f"{name}.keras"

@@ -186,14 +186,20 @@ def is_pooled_classifier(network: Any) -> bool:
     """Whether `network` ends in global average pooling (``gap``) and a dense ``logits`` layer, as every chest
     classifier here does (the compact CNN, Lite0, a segmenter's encoder): what `merged_classifier` needs."""
     names = {layer.name for layer in network.layers}
-    return {"gap", "logits"} <= names and type(network.get_layer("logits")).__name__ == "Dense"
+    if not {"gap", "logits"} <= names or type(network.get_layer("logits")).__name__ != "Dense":
+        return False
+    between = network.get_layer("logits").input._keras_history.operation  # gap, or a dropout after it
+    if type(between).__name__ == "Dropout":
+        between = between.input._keras_history.operation
+    return between.name == "gap" and type(between).__name__ == "GlobalAveragePooling2D"
 
 
 def merged_classifier(networks: Sequence[Any], name: str = "ensemble"):
     """One flat network whose logits are the mean of `networks`' logits (classifiers with the same input and
     classes, each ending in ``gap`` -> dropout -> dense ``logits``): each member's layers up to its pooling, copied
     with their weights under the prefix ``m{i}_``; their last feature maps concatenated (``ensemble_features``, the
-    CAM layer: Grad-CAM of the mean is then one map over every member's channels); one pooling; and a dense layer
+    CAM layer: Grad-CAM of the mean's score weighs every member's channels together, so a member with stronger
+    activations weighs more; it is not the mean of the members' own heatmaps); one pooling; and a dense layer
     holding every member's weights divided by their number. Pooling and the dense layer are linear and dropout
     is off at inference, so the logits equal the mean of the members' exactly (up to float rounding). Flat, unlike
     `average_of`, so Grad-CAM and tf-keras-vis read it like any other classifier."""
@@ -203,6 +209,8 @@ def merged_classifier(networks: Sequence[Any], name: str = "ensemble"):
 
     if len(networks) < 2 or not all(is_pooled_classifier(network) for network in networks):
         raise ValueError("merged_classifier needs two or more classifiers ending in 'gap' and a dense 'logits'")
+    if len({tuple(network.input_shape[1:]) for network in networks}) != 1:
+        raise ValueError("merged_classifier needs networks that read the same input shape")
     inputs = keras.Input(networks[0].input_shape[1:], name="image")
     features, kernels, biases = [], [], []
     for index, network in enumerate(networks):

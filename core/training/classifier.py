@@ -40,6 +40,8 @@ from core.training.loops import (
 )
 from core.transforms.augment import augmented_batches
 
+VALIDATION_FRACTION = 0.15  # of the patients of the training folder (after a task's held-out test part)
+
 
 @dataclass
 class ClassifierTask:
@@ -128,7 +130,7 @@ def development_split(
     task_name: str,
     data_dir: Path,
     split_seed: int,
-    validation_fraction: float = 0.15,
+    validation_fraction: float = VALIDATION_FRACTION,
     seed: int = 0,
     limit: int | None = None,
     log: Callable[[str], None] = print,
@@ -162,7 +164,7 @@ def train_classifier(
     patience: int = 8,
     learning_rate: float = 2e-3,
     seed: int = 0,
-    validation_fraction: float = 0.15,
+    validation_fraction: float = VALIDATION_FRACTION,
     widths: Sequence[int] = (16, 32, 64, 128, 192),
     limit: int | None = None,
     init_from: Path | None = None,
@@ -263,6 +265,8 @@ def train_classifier(
         "source": task.source,
         "train_dir": str(data_dir),
         "split": task.split_note.format(fraction=validation_fraction, seed=split_seed),
+        "split_seed": split_seed,
+        "validation_fraction": validation_fraction,
         "n_train": len(train),
         "n_validation": len(validation),
         "n_patients_train": len({s.patient for s in train}),

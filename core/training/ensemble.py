@@ -8,6 +8,9 @@ same validation patients, and writes one card listing the members' files. The te
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ScanSightError
-from core.models.cards import ModelCard, member_file, remove_stale_members, write_members
+from core.models.cards import ModelCard, member_file, remove_stale_members, validation_key, write_members
 from core.models.networks import ENSEMBLE_FEATURES
 from core.models.scan_model import ScanModel
 from core.training.loops import calibrate
@@ -23,14 +26,6 @@ from core.training.loops import calibrate
 
 class EnsembleError(ScanSightError):
     """Runs that cannot be averaged: another task, input, preprocessing or validation split."""
-
-
-VALIDATION_FRACTION = 0.15  # every chest classifier's (`train_classifier`'s default)
-
-
-def validation_key(card: ModelCard) -> str:
-    """The validation figure a run is judged by: AUC for two classes, macro-F1 otherwise."""
-    return "auc" if len(card.classes) == 2 else "macro_f1"
 
 
 def _check_same_recipe(cards: Sequence[ModelCard]) -> None:
@@ -53,14 +48,17 @@ def _check_same_recipe(cards: Sequence[ModelCard]) -> None:
         raise EnsembleError("the runs must differ in their seed")
 
 
-def split_seed_of(card: ModelCard) -> int:
-    """The seed that drew a run's validation patients (its card's split note says "seed N")."""
-    import re
+def split_of(card: ModelCard) -> tuple[int, float]:
+    """(split seed, validation fraction) that drew a run's validation patients: recorded in its card's data, or
+    for older cards read from its split note's validation clause ("validation = 15% of ... seed N")."""
+    from core.training.classifier import VALIDATION_FRACTION
 
-    found = re.search(r"seed (\d+)\)", card.data.get("split", ""))
+    if card.data.get("split_seed") is not None:
+        return int(card.data["split_seed"]), float(card.data.get("validation_fraction", VALIDATION_FRACTION))
+    found = re.search(r"validation = (\d+)% of [^;]*?seed (\d+)\)", card.data.get("split", ""))
     if found is None:
         raise EnsembleError(f"{card.name}'s card does not say which seed drew its validation split")
-    return int(found.group(1))
+    return int(found.group(2)), int(found.group(1)) / 100
 
 
 def average_classifiers(
@@ -78,44 +76,52 @@ def average_classifiers(
 
     _check_same_recipe(cards)
     first = cards[0]
-    _, validation = development_split(
-        first.task, data_dir, split_seed_of(first), VALIDATION_FRACTION, int(first.training.get("seed", 0)), log=log
-    )
+    split_seed, fraction = split_of(first)
+    _, validation = development_split(first.task, data_dir, split_seed, fraction, int(first.training.get("seed", 0)),
+                                      log=log)  # fmt: skip
     if len(validation) != first.data.get("n_validation"):
         raise EnsembleError(
             f"{data_dir} gives {len(validation)} validation images, the runs had {first.data.get('n_validation')}"
         )
+    key = validation_key(first)
     members = [
         {
             "weights": member_file(name, index),
             "run": card.name,
             "seed": card.training.get("seed"),
             "sha256_of_run": card.sha256,
-            f"validation_{validation_key(card)}": card.metrics.get("validation", {}).get(validation_key(card)),
+            f"validation_{key}": card.metrics.get("validation", {}).get(key),
             "best_epoch": card.training.get("best_epoch"),
             "command": card.training.get("command", ""),
         }
         for index, card in enumerate(cards)
     ]
-    ensemble = write_members(cards, members, out_dir)
-    ensemble.name, ensemble.path = name, Path(out_dir) / f"{name}.json"
-    ensemble.cam_layer = ENSEMBLE_FEATURES
-    ensemble.threshold, ensemble.threshold_method = None, ""
-    ensemble.architecture = (
-        f"mean of the logits of {len(cards)} runs of one recipe (seeds "
-        + ", ".join(str(m["seed"]) for m in members)
-        + "), merged into one flat network (core.models.networks.merged_classifier; Grad-CAM over every member's "
-        f"last feature maps, layer {ENSEMBLE_FEATURES}); each run: {first.architecture}"
-    )
-    model = ScanModel.load(ensemble, out_dir)  # the members' sha256 checked, merged as the app merges them
-    x_val = load_arrays([s.path for s in validation], model.prepare)
-    y_val = np.array([s.label for s in validation])
-    logits = np.concatenate([model.logits(x_val[i : i + 64]) for i in range(0, len(x_val), 64)])
-    ensemble.metrics = {"validation": calibrate(ensemble, logits, y_val, "the validation split")}
-    ensemble.training = _training_record(cards, members, selection)
-    ensemble.save()
-    remove_stale_members(ensemble, Path(out_dir))
-    key = validation_key(first)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))  # the model in use stays whole until the end
+    try:
+        ensemble = write_members(cards, members, staging)
+        ensemble.name, ensemble.path = name, staging / f"{name}.json"
+        ensemble.cam_layer = ENSEMBLE_FEATURES
+        ensemble.threshold, ensemble.threshold_method = None, ""
+        ensemble.architecture = (
+            f"mean of the logits of {len(cards)} runs of one recipe (seeds "
+            + ", ".join(str(m["seed"]) for m in members)
+            + "), merged into one flat network (core.models.networks.merged_classifier; Grad-CAM of the mean's score "
+            f"over every member's last feature maps, layer {ENSEMBLE_FEATURES}); each run: {first.architecture}"
+        )
+        model = ScanModel.load(ensemble, staging)  # the members' sha256 checked, merged as the app merges them
+        x_val = load_arrays([s.path for s in validation], model.prepare)
+        y_val = np.array([s.label for s in validation])
+        logits = np.concatenate([model.logits(x_val[i : i + 64]) for i in range(0, len(x_val), 64)])
+        ensemble.metrics = {"validation": calibrate(ensemble, logits, y_val, "the validation split")}
+        ensemble.training = _training_record(cards, members, selection)
+        for member in members:
+            (staging / member["weights"]).replace(out_dir / member["weights"])
+        ensemble.save(out_dir / f"{name}.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    remove_stale_members(ensemble, out_dir)
     runs = ", ".join(f"{member['run']} {member['validation_' + key]:.4f}" for member in members)
     log(f"{name}: mean of {len(cards)} runs, validation {key} {ensemble.metrics['validation'][key]:.4f} ({runs})")
     return ensemble
