@@ -120,3 +120,7 @@ def test_the_readme_tables_name_the_runs_of_a_mean_in_use():
     table = transfer_markdown(transfer_table(committed), committed)
     assert "ImageNet (EfficientNet-Lite0), mean of seeds 1 / 2 | **yes** |" in table
     assert "ImageNet (EfficientNet-Lite0), seed 0 |  |" in table
+    from core.checks.deploy import transfer_sentence
+
+    sentence = transfer_sentence(transfer_table(committed))
+    assert "ImageNet (EfficientNet-Lite0) (mean of 2 runs) in use 0.980" in sentence, sentence

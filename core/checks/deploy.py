@@ -158,7 +158,8 @@ def transfer_sentence(rows: Sequence[dict]) -> str:
         return f"{STARTS[row['variant']][0]} ({STARTS[row['variant']][1]})"
 
     def shown(row: dict) -> str:  # two runs of one start: say which is in use
-        return start(row) + (" in use" if row is deployed and not one_run_each else "")
+        mean = f" (mean of {row['networks']} runs)" if row.get("networks", 1) > 1 else ""
+        return start(row) + mean + (" in use" if row is deployed and not one_run_each else "")
 
     parts = [f"{shown(r)} {fmt.format(r[key])}" for r in scored]
     chosen = f"; in use: {start(deployed)}, chosen on validation" if deployed is not None else ""

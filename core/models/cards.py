@@ -234,6 +234,7 @@ def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
                 "network": STARTS[card.variant][1],
                 "model": card.name,
                 "deployed": any(c.deployed and c.sha256 == card.sha256 for c in cards.values()),
+                "networks": 1 + len(card.members),  # more than one: the mean of several runs
                 "epochs": card.training.get("epochs_run"),
                 "validation_auc": validation.get("auc"),
                 "validation_macro_f1": validation.get("macro_f1"),
