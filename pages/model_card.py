@@ -234,8 +234,8 @@ if rows:
         "`tools/convert_efficientnet_lite0.py`), the compact CNN started from our chest backbone (pretrained on "
         "every chest X-ray training image we have, `python -m core.train chest-backbone`), and the compact CNN "
         "from random weights; same splits. The model in use was chosen on validation; the test columns (with "
-        "95% bootstrap intervals where measured) came afterwards. Each row is one training run; how much another seed "
-        "moves a start is in the seeds table below."
+        "95% bootstrap intervals where measured) came afterwards. Each row is one training run, or the mean of several "
+        "where it says so; how much another seed moves a start is in the seeds table below."
     )
 
     def figure(value, fmt: str) -> str:

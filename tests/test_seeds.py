@@ -105,7 +105,7 @@ def test_the_readme_tables_take_a_single_run_and_a_card_not_yet_evaluated():
 
 
 def test_the_readme_tables_name_the_runs_of_a_mean_in_use():
-    from core.checks.deploy import transfer_markdown
+    from core.checks.deploy import transfer_markdown, transfer_sentence
     from core.models.cards import transfer_table
 
     mean = _card("pneumonia", "imagenet", 1, 0.98)
@@ -120,7 +120,6 @@ def test_the_readme_tables_name_the_runs_of_a_mean_in_use():
     table = transfer_markdown(transfer_table(committed), committed)
     assert "ImageNet (EfficientNet-Lite0), mean of seeds 1 / 2 | **yes** |" in table
     assert "ImageNet (EfficientNet-Lite0), seed 0 |  |" in table
-    from core.checks.deploy import transfer_sentence
-
     sentence = transfer_sentence(transfer_table(committed))
     assert "ImageNet (EfficientNet-Lite0) (mean of 2 runs) in use 0.980" in sentence, sentence
+    assert "ImageNet (EfficientNet-Lite0) (seed 0) 0.960" in sentence and "chosen by the mean validation" in sentence

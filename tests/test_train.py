@@ -174,10 +174,11 @@ def test_transfer_sentence_names_each_start_and_the_one_in_use():
     ]
     assert "macro-F1" in transfer_sentence(three_class)
     assert transfer_sentence([scratch]) == ""
-    seed_run = {"variant": "imagenet", "deployed": False, "test_auc": 0.99}  # two runs of one start
-    two = transfer_sentence([imagenet, seed_run, tuned, scratch])
-    assert "ImageNet (EfficientNet-Lite0) in use 0.980, ImageNet (EfficientNet-Lite0) 0.990" in two
-    assert "Best on test: ImageNet (EfficientNet-Lite0); in use" in two and "one run each" not in two
+    seed_run = {"variant": "imagenet", "deployed": False, "test_auc": 0.99, "seed": 3}  # two runs of one start
+    two = transfer_sentence([{**imagenet, "seed": 0}, seed_run, tuned, scratch])
+    assert "ImageNet (EfficientNet-Lite0) (seed 0) in use 0.980, ImageNet (EfficientNet-Lite0) (seed 3) 0.990" in two
+    assert "Best on test: ImageNet (EfficientNet-Lite0) (seed 3); in use" in two and "one run each" not in two
+    assert "chosen on validation" in two
 
 
 @pytest.mark.slow

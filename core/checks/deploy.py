@@ -76,7 +76,7 @@ def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelC
     return deployed
 
 
-def start_means(cards: Sequence[ModelCard]) -> dict[str, list[float]]:
+def start_scores(cards: Sequence[ModelCard]) -> dict[str, list[float]]:
     """The runs' validation scores (AUC for two classes, macro-F1 otherwise) by start (`ModelCard.variant`)."""
     scores: dict[str, list[float]] = {}
     for card in cards:
@@ -111,7 +111,7 @@ def deploy_best_start_mean(
     splits = {(card.data.get("split"), card.data.get("n_validation")) for card in cards}
     if len(splits) != 1:
         raise SystemExit(f"the runs were validated on different patients: {sorted(map(str, splits))}")
-    scores = start_means(cards)
+    scores = start_scores(cards)
     if len(scores) < 2 or min(len(runs) for runs in scores.values()) < 2:
         counts = {variant: len(runs) for variant, runs in scores.items()}
         raise SystemExit(f"give two or more runs of each of two or more starts, got {counts}")
@@ -157,12 +157,16 @@ def transfer_sentence(rows: Sequence[dict]) -> str:
     def start(row: dict) -> str:
         return f"{STARTS[row['variant']][0]} ({STARTS[row['variant']][1]})"
 
-    def shown(row: dict) -> str:  # two runs of one start: say which is in use
-        mean = f" (mean of {row['networks']} runs)" if row.get("networks", 1) > 1 else ""
-        return start(row) + mean + (" in use" if row is deployed and not one_run_each else "")
+    def shown(row: dict) -> str:  # two rows of one start: say which run (or mean of runs) each is, and which is in use
+        if one_run_each:
+            return start(row)
+        which = f" (mean of {row['networks']} runs)" if row.get("networks", 1) > 1 else f" (seed {row.get('seed', 0)})"
+        return start(row) + which + (" in use" if row is deployed else "")
 
     parts = [f"{shown(r)} {fmt.format(r[key])}" for r in scored]
-    chosen = f"; in use: {start(deployed)}, chosen on validation" if deployed is not None else ""
+    mean_in_use = deployed is not None and deployed.get("networks", 1) > 1
+    how = "by the mean validation score of its runs" if mean_in_use else "on validation"
+    chosen = f"; in use: {start(deployed)}, chosen {how}" if deployed is not None else ""
     runs = "one run each" if one_run_each else "runs of one start listed apart"
     return f"Held-out test {label} by start: {', '.join(parts)}. Best on test: {shown(best)}{chosen} ({runs})."
 

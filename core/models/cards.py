@@ -220,10 +220,14 @@ def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
     seen: set[tuple[str, str]] = set()
     order = list(STARTS)
     ranked = sorted(cards.values(), key=lambda c: (c.task, order.index(c.variant) if c.variant in order else 9, c.name))
+
+    def networks(card: ModelCard) -> tuple:  # a mean of runs is not its first run, though it shares its file
+        return (card.sha256, *(member.get("sha256") for member in card.members))
+
     for card in ranked:
-        if card.variant not in STARTS or (card.task, card.sha256) in seen:
+        if card.variant not in STARTS or (card.task, networks(card)) in seen:
             continue
-        seen.add((card.task, card.sha256))
+        seen.add((card.task, networks(card)))
         test = card.metrics.get("test", {})
         validation = card.metrics.get("validation", {})
         rows.append(
@@ -233,7 +237,8 @@ def transfer_table(cards: dict[str, ModelCard]) -> list[dict[str, Any]]:
                 "start": STARTS[card.variant][0],
                 "network": STARTS[card.variant][1],
                 "model": card.name,
-                "deployed": any(c.deployed and c.sha256 == card.sha256 for c in cards.values()),
+                "deployed": any(c.deployed and networks(c) == networks(card) for c in cards.values()),
+                "seed": card.training.get("seed"),
                 "networks": 1 + len(card.members),  # more than one: the mean of several runs
                 "epochs": card.training.get("epochs_run"),
                 "validation_auc": validation.get("auc"),

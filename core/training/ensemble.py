@@ -98,7 +98,8 @@ def average_classifiers(
     ]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))  # the model in use stays whole until the end
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))  # nothing of the model in use changes until
+    # every figure is computed; then its files are swapped in (os.replace, one by one), the card last
     try:
         ensemble = write_members(cards, members, staging)
         ensemble.name, ensemble.path = name, staging / f"{name}.json"
@@ -116,9 +117,11 @@ def average_classifiers(
         logits = np.concatenate([model.logits(x_val[i : i + 64]) for i in range(0, len(x_val), 64)])
         ensemble.metrics = {"validation": calibrate(ensemble, logits, y_val, "the validation split")}
         ensemble.training = _training_record(cards, members, selection)
+        ensemble.save()
         for member in members:
             (staging / member["weights"]).replace(out_dir / member["weights"])
-        ensemble.save(out_dir / f"{name}.json")
+        (staging / f"{name}.json").replace(out_dir / f"{name}.json")
+        ensemble.path = out_dir / f"{name}.json"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     remove_stale_members(ensemble, out_dir)
