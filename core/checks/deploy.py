@@ -39,12 +39,17 @@ def candidate_card(candidate: str, weights_dir: Path = WEIGHTS_DIR) -> ModelCard
     return ModelCard.load(path)
 
 
-def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
+def candidates_of_one_task(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> tuple[list[ModelCard], str]:
+    """The candidates' cards (`candidate_card`) and the one task they share."""
     cards = [candidate_card(candidate, weights_dir) for candidate in candidates]
     tasks = {card.task for card in cards}
     if len(tasks) != 1:
         raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
-    task = tasks.pop()
+    return cards, tasks.pop()
+
+
+def deploy(candidates: Sequence[str], weights_dir: Path = WEIGHTS_DIR) -> ModelCard:
+    cards, task = candidates_of_one_task(candidates, weights_dir)
     names = [card.name for card in cards]
     if len(set(names)) != len(names):
         raise SystemExit(f"candidates need distinct names, got {names}")
@@ -103,11 +108,7 @@ def deploy_best_start_mean(
     from core.models.cards import STARTS
     from core.training.ensemble import average_classifiers
 
-    cards = [candidate_card(candidate, weights_dir) for candidate in candidates]
-    tasks = {card.task for card in cards}
-    if len(tasks) != 1:
-        raise SystemExit(f"candidates must share one task, got {sorted(tasks)}")
-    task = tasks.pop()
+    cards, task = candidates_of_one_task(candidates, weights_dir)
     splits = {(card.data.get("split"), card.data.get("n_validation")) for card in cards}
     if len(splits) != 1:
         raise SystemExit(f"the runs were validated on different patients: {sorted(map(str, splits))}")

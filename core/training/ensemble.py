@@ -21,7 +21,7 @@ from core.errors import ScanSightError
 from core.models.cards import ModelCard, member_file, remove_stale_members, validation_key, write_members
 from core.models.networks import ENSEMBLE_FEATURES
 from core.models.scan_model import ScanModel
-from core.training.loops import calibrate
+from core.training.loops import calibrate, predict_in_batches
 
 
 class EnsembleError(ScanSightError):
@@ -114,7 +114,7 @@ def average_classifiers(
         model = ScanModel.load(ensemble, staging)  # the members' sha256 checked, merged as the app merges them
         x_val = load_arrays([s.path for s in validation], model.prepare)
         y_val = np.array([s.label for s in validation])
-        logits = np.concatenate([model.logits(x_val[i : i + 64]) for i in range(0, len(x_val), 64)])
+        logits = predict_in_batches(model.logits, x_val)
         ensemble.metrics = {"validation": calibrate(ensemble, logits, y_val, "the validation split")}
         ensemble.training = _training_record(cards, members, selection)
         ensemble.save()
